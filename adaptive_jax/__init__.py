@@ -1,0 +1,41 @@
+"""adaptive_jax: adaptive optimizers as pure, composable, differentiable gradient transformations.
+
+This module only re-exports; each name lives in the module that defines it.
+"""
+
+from adaptive_jax import schedules
+from adaptive_jax.core.combine import Chain, OptaxAdapter, chain
+from adaptive_jax.core.numerics import safe_sqrt
+from adaptive_jax.core.protocol import EmptyState, StepState, Transform, apply_updates
+from adaptive_jax.core.pytree import pytree_dataclass, static_field
+from adaptive_jax.core.trees import TreeMismatchError
+from adaptive_jax.optimizers.adam import adam, adamw, amsgrad
+from adaptive_jax.optimizers.classic import adagrad, rmsprop
+from adaptive_jax.optimizers.sgd import sgd
+from adaptive_jax.optimizers.sign_and_normalized import normalized_gd, sign_descent
+from adaptive_jax.transforms.clipping import clip_by_global_norm
+from adaptive_jax.transforms.moments import (
+    Moments,
+    accumulate_squares,
+    amsgrad_max,
+    debias,
+    ema_moments,
+    ema_of_squares,
+)
+from adaptive_jax.transforms.momentum import trace
+from adaptive_jax.transforms.preconditioning import (
+    precondition,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_rms,
+)
+from adaptive_jax.transforms.regularisation import add_decoupled_weight_decay, add_l2_regularization
+from adaptive_jax.transforms.scaling import (
+    global_norm,
+    normalize_by_global_norm,
+    scale,
+    scale_by_learning_rate,
+    scale_by_sign,
+)
+
+__version__ = "0.1.0"

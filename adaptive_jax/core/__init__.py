@@ -1,0 +1,1 @@
+"""The protocol, composition and the numerical primitives everything else builds on."""

@@ -1,0 +1,74 @@
+"""Small numerical primitives shared by every transformation: one place for each.
+
+* :func:`safe_sqrt` — a square root whose derivative at 0 is 0 instead of ``inf``.
+  Second moments of a parameter that has never received a gradient are exactly 0,
+  and ``d sqrt(v) = dv / (2 sqrt(v))`` turns ``0 * inf`` into NaN meta-gradients
+  (optax and torchopt both return NaN there).  At such a point the tangent ``dv``
+  is itself 0 (``v`` is a sum of squares of gradients that are all 0), and the
+  update's true derivative does not depend on the root's slope, so 0 is the value
+  of the derivative of the composite map.  The rule is a ``jax.custom_jvp``, so
+  forward mode, reverse mode and higher orders all keep working.
+* :func:`bias_correction` — ``1 - beta**t`` computed in at least float32, so that
+  bfloat16 hyperparameters never make it round to 0.
+* :func:`increment` — a step counter that saturates instead of overflowing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+COUNT_DTYPE = jnp.int32
+_COUNT_MAX = jnp.iinfo(COUNT_DTYPE).max
+
+
+@jax.custom_jvp
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    r"""``sqrt(x)`` for ``x >= 0`` whose derivative at ``x = 0`` is taken to be 0."""
+    return jnp.sqrt(x)
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    root = safe_sqrt(x)
+    positive = x > 0
+    # Evaluate 1/(2 sqrt(x)) only where it is finite so that no NaN leaks into
+    # the derivative (or into its own derivative, for second order).
+    inv_two_root = 0.5 / jnp.where(positive, root, jnp.ones_like(root))
+    return root, jnp.where(positive, dx * inv_two_root, jnp.zeros_like(dx))
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the largest int32 instead of wrapping around."""
+    return jnp.where(count < _COUNT_MAX, count + 1, _COUNT_MAX).astype(COUNT_DTYPE)
+
+
+def compute_dtype(value: Any) -> jnp.dtype:
+    """The float dtype used for scalar hyperparameter arithmetic: at least float32."""
+    dtype = jnp.result_type(value)
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
+        return jnp.dtype(jnp.float32)
+    return dtype
+
+
+def bias_correction(beta: Any, count: jax.Array) -> jax.Array:
+    r"""The bias-correction denominator :math:`1 - \beta^t` of an EMA started at 0.
+
+    ``count`` is the 1-based step :math:`t`.  Computed in at least float32 and
+    differentiable in ``beta`` (also at ``beta = 0``).
+    """
+    beta = jnp.asarray(beta)
+    beta = beta.astype(compute_dtype(beta))
+    return 1 - beta ** count.astype(beta.dtype)
+
+
+def cast_like(scalar: Any, array: jax.Array) -> jax.Array:
+    """Cast a hyperparameter (Python number or array) to ``array``'s dtype.
+
+    Keeps ``jax_numpy_dtype_promotion="strict"`` happy and never promotes
+    low-precision parameters; the cast is differentiable.
+    """
+    return jnp.asarray(scalar).astype(jnp.result_type(array))

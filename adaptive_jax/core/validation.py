@@ -1,0 +1,81 @@
+"""Up-front checks of hyperparameters, when their values are known.
+
+Checks run when a transformation is constructed.  Values that are traced (inside
+``jax.grad``, ``jax.vmap`` or ``jax.jit``), schedules and per-parameter trees whose
+leaves are traced are skipped: they cannot be inspected without breaking tracing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _concrete_values(value: Any) -> list[float] | None:
+    """The numbers in ``value`` if all are known now; None when any is traced."""
+    if value is None or callable(value):
+        return []
+    leaves = jax.tree_util.tree_leaves(value, is_leaf=callable)
+    numbers: list[float] = []
+    for leaf in leaves:
+        if callable(leaf):
+            continue
+        if isinstance(leaf, jax.core.Tracer):
+            return None
+        try:
+            array = np.asarray(leaf)
+        except Exception:  # a placeholder object, not a number
+            return None
+        if array.dtype == object:
+            return None
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise TypeError(f"expected a number, got {leaf!r} of dtype {array.dtype}")
+        numbers.extend(float(x) for x in np.ravel(np.real(array)).astype(np.float64))
+    return numbers
+
+
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = False,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` if a concrete ``value`` is outside the range.
+
+    The range is ``[low, high)`` by default; non-finite numbers are always rejected.
+    """
+    numbers = _concrete_values(value)
+    if not numbers:
+        return
+    left = "[" if low_inclusive else "("
+    right = "]" if high_inclusive else ")"
+    allowed = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    for number in numbers:
+        bad = not math.isfinite(number)
+        if low is not None:
+            bad |= number < low if low_inclusive else number <= low
+        if high is not None:
+            bad |= number > high if high_inclusive else number >= high
+        if bad:
+            raise ValueError(f"{name}={number!r} is invalid: expected a finite number in {allowed}")
+
+
+def check_decay(name: str, value: Any) -> None:
+    """An EMA decay rate / momentum: in ``[0, 1)``."""
+    check_range(name, value, 0.0, 1.0)
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """eps, eps_root, weight decay: ``>= 0`` and finite."""
+    check_range(name, value, 0.0, None)
+
+
+def check_finite(name: str, value: Any) -> None:
+    """A learning rate: any finite number (negative rates are allowed: ascent)."""
+    check_range(name, value, None, None)

@@ -1,0 +1,1 @@
+"""Named optimizers, each a readable chain of building blocks."""

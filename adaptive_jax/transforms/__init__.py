@@ -1,0 +1,1 @@
+"""Building-block gradient transformations, one family per module."""

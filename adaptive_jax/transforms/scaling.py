@@ -1,0 +1,134 @@
+r"""Scaling steps: learning rate, constant factors, sign and normalized directions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax.core.hyperparams import per_leaf
+from adaptive_jax.core.numerics import cast_like, safe_sqrt
+from adaptive_jax.core.protocol import Transform
+from adaptive_jax.core.pytree import pytree_dataclass
+from adaptive_jax.core.validation import check_finite, check_nonnegative
+from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
+
+
+def scale_leaves(updates: Any, factors: list[Any]) -> Any:
+    """Multiply each leaf of ``updates`` by its factor (cast to the leaf's dtype)."""
+    leaves, treedef = jax.tree_util.tree_flatten(updates)
+    return jax.tree_util.tree_unflatten(
+        treedef, [u * cast_like(f, u) for u, f in zip(leaves, factors)]
+    )
+
+
+@pytree_dataclass
+class ScaleByLearningRate(Transform):
+    """See :func:`scale_by_learning_rate`."""
+
+    learning_rate: Any
+
+    def __post_init__(self):
+        check_finite("learning_rate", self.learning_rate)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale_by_learning_rate")
+        rates = per_leaf(self.learning_rate, count - 1, updates)
+        return scale_leaves(updates, [-r for r in rates]), state
+
+
+def scale_by_learning_rate(learning_rate: Any) -> ScaleByLearningRate:
+    r"""Multiply updates by :math:`-\alpha_t` (descent): :math:`u_t = -\alpha_t\, d_t`.
+
+    ``learning_rate`` is a number, a schedule of the 0-based step (the first update
+    uses ``schedule(0)``, as in optax), or a pytree prefix of the parameters holding
+    per-group rates, e.g. ``{"encoder": 1e-4, "head": 1e-3}``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_learning_rate(0.1)
+        >>> u, _ = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+        >>> u.tolist()
+        [-0.10000000149011612, 0.20000000298023224]
+    """
+    return ScaleByLearningRate(learning_rate)
+
+
+@pytree_dataclass
+class Scale(Transform):
+    """See :func:`scale`."""
+
+    factor: Any
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale")
+        return scale_leaves(updates, per_leaf(self.factor, count - 1, updates)), state
+
+
+def scale(factor: Any) -> Scale:
+    r"""Multiply updates by a constant (or scheduled, or per-parameter) ``factor``: :math:`u = c\,g`."""
+    return Scale(factor)
+
+
+@pytree_dataclass
+class ScaleBySign(Transform):
+    """See :func:`scale_by_sign`."""
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale_by_sign")
+        return jax.tree_util.tree_map(jnp.sign, updates), state
+
+
+def scale_by_sign() -> ScaleBySign:
+    r"""Keep only the sign: :math:`u_i = \mathrm{sign}(g_i)`.
+
+    Adam with :math:`\beta_1=\beta_2=0` and :math:`\epsilon \to 0` reduces to this
+    (each coordinate's step is :math:`g_i/|g_i|`): the seeds' sign-descent limit.
+
+    Reference: Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex
+    Problems", ICML 2018.
+    """
+    return ScaleBySign()
+
+
+def global_norm(tree: Any) -> jax.Array:
+    r""":math:`\|g\|_2` over all leaves, with a derivative that is 0 (not NaN) at :math:`g=0`."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros([])
+    wide = any(jnp.finfo(jnp.result_type(x)).bits == 64 for x in leaves)
+    dtype = jnp.float64 if wide else jnp.float32
+    total = sum(jnp.sum(squared_magnitude(x, dtype)) for x in leaves)
+    return safe_sqrt(total)
+
+
+@pytree_dataclass
+class NormalizeByGlobalNorm(Transform):
+    """See :func:`normalize_by_global_norm`."""
+
+    eps: Any = 0.0
+
+    def __post_init__(self):
+        check_nonnegative("eps", self.eps)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "normalize_by_global_norm")
+        norm = global_norm(updates)
+        denominator = norm + cast_like(self.eps, norm)
+        # A zero gradient gives a zero step rather than 0/0.
+        safe = jnp.where(denominator > 0, denominator, jnp.ones_like(denominator))
+        return jax.tree_util.tree_map(lambda u: u / cast_like(safe, u), updates), state
+
+
+def normalize_by_global_norm(eps: Any = 0.0) -> NormalizeByGlobalNorm:
+    r"""Unit-length direction: :math:`u = g / (\|g\|_2 + \epsilon)` (0 when :math:`g = 0`).
+
+    With a fixed learning rate every step has length exactly :math:`\eta`, so
+    normalized gradient descent circles the minimum forever instead of converging
+    (the seeds' cautionary tale); pair it with a decaying schedule.
+
+    Reference: Nesterov, "Introductory Lectures on Convex Optimization", 2004, §3.2.3.
+    """
+    return NormalizeByGlobalNorm(eps)
