@@ -1,0 +1,21 @@
+"""Every named optimizer, with test-friendly hyperparameters (shared by several test modules).
+
+Each entry: name -> (factory, kwargs).  kwargs hold every numeric hyperparameter the
+optimizer takes (so differentiability tests cover all of them) at values away from the
+edges of their valid ranges.
+"""
+
+import adaptive_jax as aj
+
+NAMED_OPTIMIZERS = {
+    "sgd": (aj.sgd, dict(learning_rate=0.05)),
+    "sgd_momentum": (aj.sgd, dict(learning_rate=0.05, momentum=0.9)),
+    "sgd_nesterov": (aj.sgd, dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
+    "adagrad": (aj.adagrad, dict(learning_rate=0.1, eps=1e-3)),
+    "rmsprop": (aj.rmsprop, dict(learning_rate=0.01, decay=0.9, eps=1e-3)),
+    "adam": (aj.adam, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
+    "adamw": (aj.adamw, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1)),
+    "amsgrad": (aj.amsgrad, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
+    "sign_descent": (aj.sign_descent, dict(learning_rate=0.01)),
+    "normalized_gd": (aj.normalized_gd, dict(learning_rate=0.01)),
+}
