@@ -51,7 +51,9 @@ class ExponentialDecay:
         exponent = _float(step) / self.transition_steps
         if self.staircase:
             exponent = jnp.floor(exponent)
-        return self.init_value * jnp.asarray(self.decay_rate) ** exponent.astype(jnp.result_type(self.decay_rate))
+        return self.init_value * jnp.asarray(self.decay_rate) ** exponent.astype(
+            jnp.result_type(self.decay_rate)
+        )
 
 
 def exponential_decay(
@@ -163,11 +165,18 @@ def join_schedules(schedules: Any, boundaries: Any) -> JoinSchedules:
 
 
 def warmup_cosine_decay(
-    peak_value: Any, warmup_steps: int, decay_steps: int, init_value: Any = 0.0, end_value: Any = 0.0
+    peak_value: Any,
+    warmup_steps: int,
+    decay_steps: int,
+    init_value: Any = 0.0,
+    end_value: Any = 0.0,
 ) -> JoinSchedules:
     r"""Linear warm-up to ``peak_value``, then cosine decay to ``end_value`` over ``decay_steps``."""
     alpha = end_value / peak_value if peak_value else 0.0
     return join_schedules(
-        [linear_warmup(peak_value, warmup_steps, init_value), cosine_decay(peak_value, decay_steps, alpha)],
+        [
+            linear_warmup(peak_value, warmup_steps, init_value),
+            cosine_decay(peak_value, decay_steps, alpha),
+        ],
         [warmup_steps],
     )

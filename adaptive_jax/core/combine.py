@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from adaptive_jax.core.protocol import PyTree, Transform
 from adaptive_jax.core.pytree import pytree_dataclass, static_field
 
@@ -84,5 +83,3 @@ def flatten_chain(tx: Transform) -> list[Transform]:
     if isinstance(tx, Chain):
         return [leaf for member in tx.transforms for leaf in flatten_chain(member)]
     return [tx]
-
-

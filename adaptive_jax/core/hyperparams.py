@@ -12,14 +12,14 @@ A numeric hyperparameter may be
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 Schedule = Callable[[jax.Array], jax.Array]
-Scalar = Union[float, int, jax.Array]
-ScalarOrSchedule = Union[Scalar, Schedule]
+Scalar = float | int | jax.Array
+ScalarOrSchedule = Scalar | Schedule
 
 
 def value_at(hyperparameter: Any, step: jax.Array) -> Any:

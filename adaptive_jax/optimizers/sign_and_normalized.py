@@ -6,7 +6,11 @@ from typing import Any
 
 from adaptive_jax.core.combine import Chain, chain
 from adaptive_jax.transforms.momentum import trace
-from adaptive_jax.transforms.scaling import normalize_by_global_norm, scale_by_learning_rate, scale_by_sign
+from adaptive_jax.transforms.scaling import (
+    normalize_by_global_norm,
+    scale_by_learning_rate,
+    scale_by_sign,
+)
 
 
 def sign_descent(learning_rate: Any, momentum: Any = None) -> Chain:

@@ -29,7 +29,10 @@ class Trace(Transform):
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "trace")
         new_trace = map_params(
-            lambda g, b: cast_like(self.decay, b) * b + g.astype(b.dtype), updates, state, names=("trace",)
+            lambda g, b: cast_like(self.decay, b) * b + g.astype(b.dtype),
+            updates,
+            state,
+            names=("trace",),
         )
         if self.nesterov:
             out = map_params(

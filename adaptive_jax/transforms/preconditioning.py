@@ -76,7 +76,9 @@ def scale_by_adam(
     return chain(ema_moments(b1, b2, mu_dtype, nu_dtype), debias(), precondition(eps, eps_root))
 
 
-def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, eps_root: Any = 0.0, nu_dtype: Any = None) -> Chain:
+def scale_by_rms(
+    decay: Any = 0.9, eps: Any = 1e-8, eps_root: Any = 0.0, nu_dtype: Any = None
+) -> Chain:
     r"""RMSProp's direction :math:`g_t / (\sqrt{v_t + \epsilon_r} + \epsilon)`, :math:`v_t = \rho v_{t-1} + (1-\rho) g_t^2`.
 
     The chain ``ema_of_squares(decay) → precondition(eps, eps_root)``.
@@ -87,7 +89,10 @@ def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, eps_root: Any = 0.0, nu_dtyp
 
 
 def scale_by_adagrad(
-    eps: Any = 1e-10, eps_root: Any = 0.0, initial_accumulator_value: Any = 0.0, nu_dtype: Any = None
+    eps: Any = 1e-10,
+    eps_root: Any = 0.0,
+    initial_accumulator_value: Any = 0.0,
+    nu_dtype: Any = None,
 ) -> Chain:
     r"""Adagrad's direction :math:`g_t / (\sqrt{G_t + \epsilon_r} + \epsilon)`, :math:`G_t = \sum_{k\le t} g_k^2`.
 
@@ -95,4 +100,6 @@ def scale_by_adagrad(
 
     Reference: Duchi, Hazan & Singer, JMLR 2011.
     """
-    return chain(accumulate_squares(initial_accumulator_value, nu_dtype), precondition(eps, eps_root))
+    return chain(
+        accumulate_squares(initial_accumulator_value, nu_dtype), precondition(eps, eps_root)
+    )

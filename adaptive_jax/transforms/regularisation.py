@@ -41,12 +41,17 @@ class AddWeightDecay(Transform):
     def apply(self, updates, state, params, count):
         expect_gradients(updates, type(self).__name__)
         if params is None:
-            raise ValueError(f"{type(self).__name__} needs the parameters: call update(grads, state, params)")
+            raise ValueError(
+                f"{type(self).__name__} needs the parameters: call update(grads, state, params)"
+            )
         check_same_structure(params, updates, "params", "updates")
         decays = per_leaf(self.weight_decay, count - 1, updates)
         leaves, treedef = jax.tree_util.tree_flatten(updates)
         param_leaves = jax.tree_util.tree_leaves(params)
-        new = [u + (cast_like(d, p) * p).astype(u.dtype) for u, p, d in zip(leaves, param_leaves, decays)]
+        new = [
+            u + (cast_like(d, p) * p).astype(u.dtype)
+            for u, p, d in zip(leaves, param_leaves, decays)
+        ]
         return jax.tree_util.tree_unflatten(treedef, new), state
 
 
