@@ -3,17 +3,44 @@
 This module only re-exports; each name lives in the module that defines it.
 """
 
-from adaptive_jax import schedules
+from adaptive_jax import meta, performance, schedules, sharding
 from adaptive_jax.core.combine import Chain, OptaxAdapter, chain
+from adaptive_jax.core.inspect import (
+    HyperparameterLookupError,
+    current_learning_rate,
+    get_hyperparameter,
+    hyperparameters,
+    set_hyperparameter,
+    step_count,
+)
 from adaptive_jax.core.numerics import safe_sqrt
 from adaptive_jax.core.protocol import EmptyState, StepState, Transform, apply_updates
 from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.core.trees import TreeMismatchError
+from adaptive_jax.optimizers.adadelta import adadelta
 from adaptive_jax.optimizers.adam import adam, adamw, amsgrad
+from adaptive_jax.optimizers.adam_family import adabelief, adamax, lamb, nadam, radam, yogi
 from adaptive_jax.optimizers.classic import adagrad, rmsprop
+from adaptive_jax.optimizers.lion import lion
 from adaptive_jax.optimizers.sgd import sgd
 from adaptive_jax.optimizers.sign_and_normalized import normalized_gd, sign_descent
+from adaptive_jax.performance import (
+    FlatLayoutError,
+    FlatParams,
+    apply_step,
+    flatten,
+    make_train_step,
+    ravel_params,
+    update_step,
+)
 from adaptive_jax.transforms.clipping import clip_by_global_norm
+from adaptive_jax.transforms.moment_variants import (
+    belief_moments,
+    centered_ema_of_squares,
+    infinity_moments,
+    nesterov_ema_moments,
+    yogi_moments,
+)
 from adaptive_jax.transforms.moments import (
     Moments,
     accumulate_squares,
@@ -23,13 +50,16 @@ from adaptive_jax.transforms.moments import (
     ema_of_squares,
 )
 from adaptive_jax.transforms.momentum import trace
+from adaptive_jax.transforms.momentum_variants import lion_momentum
 from adaptive_jax.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
     scale_by_adam,
     scale_by_rms,
 )
+from adaptive_jax.transforms.preconditioning_variants import scale_by_adadelta, scale_by_radam
 from adaptive_jax.transforms.regularisation import add_decoupled_weight_decay, add_l2_regularization
+from adaptive_jax.transforms.robustness import ApplyIfFiniteState, apply_if_finite
 from adaptive_jax.transforms.scaling import (
     global_norm,
     normalize_by_global_norm,
@@ -37,5 +67,6 @@ from adaptive_jax.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_sign,
 )
+from adaptive_jax.transforms.trust_ratio import scale_by_trust_ratio
 
 __version__ = "0.1.0"

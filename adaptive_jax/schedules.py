@@ -33,7 +33,13 @@ class Constant:
 
 
 def constant(value: Any) -> Constant:
-    r"""Constant schedule :math:`\alpha_s = \alpha`."""
+    r"""Constant schedule :math:`\alpha_s = \alpha`.
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> print(aj.schedules.constant(0.1)(1000))
+        0.1
+    """
     check_finite("value", value)
     return Constant(value)
 
@@ -59,7 +65,14 @@ class ExponentialDecay:
 def exponential_decay(
     init_value: Any, decay_rate: Any, transition_steps: int = 1, staircase: bool = False
 ) -> ExponentialDecay:
-    r"""Exponential decay :math:`\alpha_s = \alpha_0 r^{s/k}`."""
+    r"""Exponential decay :math:`\alpha_s = \alpha_0 r^{s/k}`.
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> schedule = aj.schedules.exponential_decay(1.0, decay_rate=0.5, transition_steps=10)
+        >>> round(float(schedule(20)), 6), round(float(schedule(5)), 4)  # 0.5^2 and 0.5^0.5
+        (0.25, 0.7071)
+    """
     check_finite("init_value", init_value)
     check_range("decay_rate", decay_rate, 0.0, None, low_inclusive=False)
     check_range("transition_steps", transition_steps, 0, None, low_inclusive=False)
@@ -83,6 +96,12 @@ class CosineDecay:
 def cosine_decay(init_value: Any, decay_steps: int, alpha: Any = 0.0) -> CosineDecay:
     r"""Cosine decay from :math:`\alpha_0` to :math:`a\,\alpha_0` over ``decay_steps`` steps.
 
+    Example:
+        >>> import adaptive_jax as aj
+        >>> schedule = aj.schedules.cosine_decay(1.0, decay_steps=100)
+        >>> [round(float(schedule(step)), 6) for step in (0, 50, 100)]
+        [1.0, 0.5, 0.0]
+
     Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
     """
     check_finite("init_value", init_value)
@@ -105,7 +124,14 @@ class LinearSchedule:
 
 
 def linear_schedule(init_value: Any, end_value: Any, transition_steps: int) -> LinearSchedule:
-    r"""Linear ramp :math:`\alpha_s = \alpha_0 + (\alpha_1-\alpha_0)\min(s/T, 1)`."""
+    r"""Linear ramp :math:`\alpha_s = \alpha_0 + (\alpha_1-\alpha_0)\min(s/T, 1)`.
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> schedule = aj.schedules.linear_schedule(1.0, 0.0, transition_steps=10)
+        >>> [round(float(schedule(step)), 6) for step in (3, 20)]
+        [0.7, 0.0]
+    """
     check_finite("init_value", init_value)
     check_finite("end_value", end_value)
     check_range("transition_steps", transition_steps, 0, None, low_inclusive=False)
@@ -114,6 +140,11 @@ def linear_schedule(init_value: Any, end_value: Any, transition_steps: int) -> L
 
 def linear_warmup(peak_value: Any, warmup_steps: int, init_value: Any = 0.0) -> LinearSchedule:
     r"""Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then constant.
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> print(aj.schedules.linear_warmup(1.0, warmup_steps=10)(5))
+        0.5
 
     Reference: Goyal et al., "Accurate, Large Minibatch SGD", 2017.
     """
@@ -131,7 +162,13 @@ class InverseSqrt:
 
 
 def inverse_sqrt(init_value: Any) -> InverseSqrt:
-    r"""The step size :math:`\alpha_t = \alpha/\sqrt{t}` with 1-based :math:`t` (used by AMSGrad's analysis)."""
+    r"""The step size :math:`\alpha_t = \alpha/\sqrt{t}` with 1-based :math:`t` (used by AMSGrad's analysis).
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> print(aj.schedules.inverse_sqrt(1.0)(3))  # step 3 is update t = 4: 1 / sqrt(4)
+        0.5
+    """
     check_finite("init_value", init_value)
     return InverseSqrt(init_value)
 
@@ -152,7 +189,15 @@ class JoinSchedules:
 
 
 def join_schedules(schedules: Any, boundaries: Any) -> JoinSchedules:
-    r"""Concatenate schedules: after ``boundaries[i]`` steps, switch to ``schedules[i+1]`` (restarted at 0)."""
+    r"""Concatenate schedules: after ``boundaries[i]`` steps, switch to ``schedules[i+1]`` (restarted at 0).
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> c = aj.schedules.constant
+        >>> schedule = aj.schedules.join_schedules([c(1.0), c(0.1)], boundaries=[10])
+        >>> print(schedule(9), schedule(10))
+        1.0 0.1
+    """
     schedules, boundaries = tuple(schedules), tuple(int(b) for b in boundaries)
     if len(schedules) != len(boundaries) + 1:
         raise ValueError(
@@ -171,7 +216,14 @@ def warmup_cosine_decay(
     init_value: Any = 0.0,
     end_value: Any = 0.0,
 ) -> JoinSchedules:
-    r"""Linear warm-up to ``peak_value``, then cosine decay to ``end_value`` over ``decay_steps``."""
+    r"""Linear warm-up to ``peak_value``, then cosine decay to ``end_value`` over ``decay_steps``.
+
+    Example:
+        >>> import adaptive_jax as aj
+        >>> schedule = aj.schedules.warmup_cosine_decay(1.0, warmup_steps=10, decay_steps=100)
+        >>> [round(float(schedule(step)), 4) for step in (0, 5, 10, 60, 110)]
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
     alpha = end_value / peak_value if peak_value else 0.0
     return join_schedules(
         [

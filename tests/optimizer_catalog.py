@@ -14,8 +14,45 @@ NAMED_OPTIMIZERS = {
     "adagrad": (aj.adagrad, dict(learning_rate=0.1, eps=1e-3)),
     "rmsprop": (aj.rmsprop, dict(learning_rate=0.01, decay=0.9, eps=1e-3)),
     "adam": (aj.adam, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
-    "adamw": (aj.adamw, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1)),
+    "adamw": (
+        aj.adamw,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
     "amsgrad": (aj.amsgrad, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
     "sign_descent": (aj.sign_descent, dict(learning_rate=0.01)),
     "normalized_gd": (aj.normalized_gd, dict(learning_rate=0.01)),
+    "rmsprop_centered": (
+        aj.rmsprop,
+        dict(learning_rate=0.01, decay=0.9, eps=1e-3, centered=True),
+    ),
+    "nadam": (aj.nadam, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
+    "adamax": (aj.adamax, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3)),
+    # b2 = 0.9 for the next three: their meta-loss has terms in 1/(1 - b2), so a finite
+    # difference in b2 needs a step well below 1 - b2.
+    "adabelief": (
+        aj.adabelief,
+        dict(learning_rate=0.02, b1=0.8, b2=0.9, eps=1e-3, eps_root=1e-4),
+    ),
+    # With b2 = 0.9, rho_t is 4.58 at t = 5 and 5.39 at t = 6: no step sits near 5.
+    "radam": (
+        aj.radam,
+        dict(learning_rate=0.02, b1=0.8, b2=0.9, eps=1e-3, eps_root=1e-4, threshold=5.0),
+    ),
+    "yogi": (
+        aj.yogi,
+        dict(
+            learning_rate=0.01,
+            b1=0.8,
+            b2=0.9,
+            eps=1e-3,
+            eps_root=1e-4,
+            initial_accumulator_value=1e-3,
+        ),
+    ),
+    "lion": (aj.lion, dict(learning_rate=0.01, b1=0.9, b2=0.99, weight_decay=0.1)),
+    "adadelta": (aj.adadelta, dict(learning_rate=1.0, rho=0.9, eps=1e-3, weight_decay=0.01)),
+    "lamb": (
+        aj.lamb,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
 }

@@ -35,7 +35,9 @@ def value_at(hyperparameter: Any, step: jax.Array) -> Any:
 
 
 def _is_scalar_like(x: Any) -> bool:
-    return x is None or callable(x) or isinstance(x, (int, float)) or jnp.ndim(x) == 0
+    # Read ``shape`` rather than call jnp.ndim, which warns on containers (dicts).
+    scalar_array = hasattr(x, "shape") and len(x.shape) == 0
+    return x is None or callable(x) or isinstance(x, (int, float)) or scalar_array
 
 
 def per_leaf(hyperparameter: Any, step: jax.Array, tree: Any) -> list[Any]:

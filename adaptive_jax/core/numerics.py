@@ -27,7 +27,13 @@ _COUNT_MAX = jnp.iinfo(COUNT_DTYPE).max
 @jax.custom_jvp
 def safe_sqrt(x: jax.Array) -> jax.Array:
     r"""``sqrt(x)`` for ``x >= 0`` whose derivative at ``x = 0`` is taken to be 0."""
-    return jnp.sqrt(x)
+    # The primal is itself NaN-free to differentiate: forward-over-reverse through
+    # lax.scan differentiates it with JAX's own rules, bypassing the custom one.
+    positive = x > 0
+    root = jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x)))
+    # Only an exact 0 maps to 0: NaN (and negative) inputs must stay NaN, not vanish.
+    not_positive = jnp.where(x == 0, jnp.zeros_like(x), jnp.full_like(x, jnp.nan))
+    return jnp.where(positive, root, not_positive)
 
 
 @safe_sqrt.defjvp
@@ -63,6 +69,16 @@ def bias_correction(beta: Any, count: jax.Array) -> jax.Array:
     beta = jnp.asarray(beta)
     beta = beta.astype(compute_dtype(beta))
     return 1 - beta ** count.astype(beta.dtype)
+
+
+def widest_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype JAX's promotion lattice gives ``dtypes`` (e.g. bfloat16, float16 -> float32).
+
+    Chosen explicitly, so it also works under ``jax_numpy_dtype_promotion="strict"``,
+    where mixing dtypes must be spelled out with casts.
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.result_type(*(jnp.dtype(d) for d in dtypes)))
 
 
 def cast_like(scalar: Any, array: jax.Array) -> jax.Array:

@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax.core.numerics import COUNT_DTYPE, increment
-from adaptive_jax.core.trees import check_same_structure
+from adaptive_jax.core.numerics import COUNT_DTYPE, increment, widest_dtype
+from adaptive_jax.core.trees import as_inexact_arrays, check_inexact, check_same_structure
 
 PyTree = Any
 
@@ -66,20 +66,28 @@ class Transform:
     # -- the optax-compatible protocol ---------------------------------------------
     def init(self, params: PyTree) -> StepState:
         """Initial state: a step counter at 0 and the transform's own state."""
+        check_inexact(params, "params")
         return StepState(jnp.zeros([], COUNT_DTYPE), self.init_state(params))
 
     def update(
         self, updates: PyTree, state: StepState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, StepState]:
-        """One step: returns the transformed updates and the new state."""
+        """One step: returns the transformed updates and the new state.
+
+        ``updates`` must match ``params`` (when given) in structure, shapes and dtypes,
+        and be floating point or complex; a mismatch raises
+        :class:`~adaptive_jax.core.trees.TreeMismatchError` naming the first differing path.
+        """
         del extra_args  # accepted for compatibility with optax's extra-args protocol
         if not isinstance(state, StepState):
             raise TypeError(
                 f"{type(self).__name__}.update expects the state returned by its init "
                 f"(a StepState), got {type(state).__name__}"
             )
+        updates = as_inexact_arrays(updates, "updates")
         if params is not None:
-            check_same_structure(updates, params, "updates", "params")
+            params = as_inexact_arrays(params, "params")
+            check_same_structure(updates, params, "updates", "params", check_dtypes=True)
         count = increment(state.count)
         updates, inner = self.apply(updates, state.inner, params, count)
         return updates, StepState(count, inner)
@@ -91,6 +99,14 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     The sum is computed in the wider of the two dtypes and cast back, so a bfloat16
     parameter stays bfloat16 and no implicit promotion happens.  ``None`` updates
     leave the parameter unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> params = {"w": jnp.ones(2, jnp.bfloat16)}
+        >>> new = aj.apply_updates(params, {"w": jnp.array([0.5, -0.25])})
+        >>> new["w"].dtype, new["w"].tolist()
+        (dtype(bfloat16), [1.5, 0.75])
     """
     check_same_structure(updates, params, "updates", "params")
 
@@ -98,7 +114,7 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         if u is None:
             return p
         p = jnp.asarray(p)
-        wide = jnp.promote_types(p.dtype, jnp.result_type(u))
+        wide = widest_dtype(p.dtype, jnp.result_type(u))
         return (p.astype(wide) + jnp.asarray(u).astype(wide)).astype(p.dtype)
 
     return jax.tree_util.tree_map(add, params, updates, is_leaf=lambda x: x is None)

@@ -14,7 +14,7 @@ it is treated as static for that instance.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 import jax
 
@@ -30,6 +30,11 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata=metadata, **kwargs)
 
 
+def is_static(field: dataclasses.Field) -> bool:
+    """Whether a dataclass ``field`` was declared with :func:`static_field`."""
+    return bool(field.metadata.get(_STATIC))
+
+
 def _is_opaque_callable(value: Any) -> bool:
     """True for callables JAX cannot treat as data (functions, bound methods, ...)."""
     if not callable(value):
@@ -37,6 +42,7 @@ def _is_opaque_callable(value: Any) -> bool:
     return jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(value))
 
 
+@dataclass_transform(field_specifiers=(dataclasses.field, static_field), frozen_default=True)
 def pytree_dataclass(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass registered as a pytree with keyed children.
 

@@ -13,12 +13,62 @@ class TreeMismatchError(ValueError):
     """Two pytrees that must line up (gradients, state, parameters) do not."""
 
 
-def _describe(leaf: Any) -> str:
-    if leaf is None:
+_MISSING = object()
+_MAX_TREEDEF_CHARS = 300
+
+
+def _describe(part: Any) -> str:
+    """A short description of a leaf or subtree, for error messages."""
+    if part is _MISSING:
+        return "nothing"
+    if part is None:
         return "None"
-    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-        return f"{jnp.dtype(leaf.dtype).name}{list(leaf.shape)}"
-    return type(leaf).__name__
+    if hasattr(part, "shape") and hasattr(part, "dtype"):
+        return f"{jnp.dtype(part.dtype).name}{list(part.shape)}"
+    treedef = jax.tree_util.tree_structure(part)
+    if jax.tree_util.treedef_is_leaf(treedef):
+        return type(part).__name__
+    return f"a {type(part).__name__} node {_shorten(str(treedef))}"
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= _MAX_TREEDEF_CHARS:
+        return text
+    return text[: _MAX_TREEDEF_CHARS - 5] + " ...)"
+
+
+def _one_level(tree: Any) -> tuple[list[tuple[Any, Any]], Any]:
+    """The children of ``tree``'s root as ``(key, child)`` pairs, and the root's node data."""
+    children, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is not tree)
+    return [(path[0], child) for path, child in children if path], treedef.node_data()
+
+
+def _first_difference(tree: Any, reference: Any, path: tuple = ()) -> tuple | None:
+    """``(path, part, reference_part)`` where the two structures first differ, else None."""
+    children, node = _one_level(tree)
+    ref_children, ref_node = _one_level(reference)
+    if node is None or ref_node is None:  # a leaf on at least one side
+        return None if node is None and ref_node is None else (path, tree, reference)
+    if node[0] is not ref_node[0]:
+        return path, tree, reference
+    keys, ref_keys = [k for k, _ in children], [k for k, _ in ref_children]
+    for key, child in ref_children:
+        if key not in keys:
+            return path + (key,), _MISSING, child
+    for key, child in children:
+        if key not in ref_keys:
+            return path + (key,), child, _MISSING
+    try:
+        same_node = bool(node == ref_node)
+    except Exception:  # node data that cannot be compared (e.g. arrays)
+        same_node = False
+    if not same_node:  # same keys, different static configuration
+        return path, tree, reference
+    for (key, child), (_, ref_child) in zip(children, ref_children):
+        difference = _first_difference(child, ref_child, path + (key,))
+        if difference is not None:
+            return difference
+    return None
 
 
 def check_same_structure(
@@ -30,29 +80,35 @@ def check_same_structure(
     check_shapes: bool = True,
     check_dtypes: bool = False,
 ) -> None:
-    """Raise :class:`TreeMismatchError` naming the first path where the trees differ."""
-    treedef, ref_treedef = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(reference)
+    """Raise :class:`TreeMismatchError` naming the first path where the trees differ.
+
+    Structures are compared node by node (container types, keys, ``None`` entries and
+    static configuration), then leaves by shape and, if ``check_dtypes``, by dtype.
+    ``None`` is an empty subtree, as everywhere in JAX: it matches only ``None``.
+    """
+    treedef, ref_treedef = (
+        jax.tree_util.tree_structure(tree),
+        jax.tree_util.tree_structure(reference),
+    )
     if treedef == ref_treedef and not (check_shapes or check_dtypes):
         return
-    paths = dict(jax.tree_util.tree_flatten_with_path(tree)[0])
-    ref_paths = dict(jax.tree_util.tree_flatten_with_path(reference)[0])
     if treedef != ref_treedef:
-        for path in list(ref_paths) + list(paths):
-            if path not in paths or path not in ref_paths:
-                where = jax.tree_util.keystr(path) or "<root>"
-                side = tree_name if path in paths else reference_name
-                other = reference_name if path in paths else tree_name
-                raise TreeMismatchError(
-                    f"{tree_name} and {reference_name} have different structures: {side} has a "
-                    f"leaf at {where} that {other} lacks.\n  {tree_name}: {treedef}\n"
-                    f"  {reference_name}: {ref_treedef}"
-                )
+        where = detail = ""
+        difference = _first_difference(tree, reference)
+        if difference is not None:
+            path, part, ref_part = difference
+            where = f" at {jax.tree_util.keystr(path) or '<root>'}"
+            detail = (
+                f": {tree_name} has {_describe(part)}, {reference_name} has {_describe(ref_part)}"
+            )
         raise TreeMismatchError(
-            f"{tree_name} and {reference_name} have different structures:\n"
-            f"  {tree_name}: {treedef}\n  {reference_name}: {ref_treedef}"
+            f"{tree_name} and {reference_name} have different structures{where}{detail}\n"
+            f"  {tree_name}: {_shorten(str(treedef))}\n"
+            f"  {reference_name}: {_shorten(str(ref_treedef))}"
         )
-    for path, leaf in paths.items():
-        ref_leaf = ref_paths[path]
+    paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    ref_leaves = jax.tree_util.tree_leaves(reference)
+    for (path, leaf), ref_leaf in zip(paths, ref_leaves):
         shape, ref_shape = jnp.shape(leaf), jnp.shape(ref_leaf)
         mismatch = check_shapes and shape != ref_shape
         mismatch |= check_dtypes and jnp.result_type(leaf) != jnp.result_type(ref_leaf)
@@ -63,7 +119,37 @@ def check_same_structure(
             )
 
 
-def map_params(f: Callable[..., Any], updates: Any, *others: Any, names: tuple[str, ...] = ()) -> Any:
+def check_inexact(tree: Any, name: str) -> None:
+    """Raise ``TypeError`` at the first leaf of ``tree`` that is not a float/complex array.
+
+    Gradients of integer (or boolean, or key) leaves do not exist, and scaling them by a
+    learning rate would silently round to 0, so such leaves must be kept out of the
+    optimized tree (e.g. replaced by ``None``, or split off with ``eqx.partition``).
+    Accepts ``jax.ShapeDtypeStruct`` leaves.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        where = jax.tree_util.keystr(path) or "<root>"
+        try:
+            dtype = jnp.dtype(leaf.dtype) if hasattr(leaf, "dtype") else jnp.result_type(leaf)
+        except TypeError:
+            raise TypeError(f"{name} at {where} is {leaf!r}, which is not an array") from None
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{name} at {where} has dtype {dtype}: optimizers need floating-point or "
+                "complex parameters and gradients; keep other leaves out of the optimized "
+                "tree (e.g. as None)"
+            )
+
+
+def as_inexact_arrays(tree: Any, name: str) -> Any:
+    """``tree`` with every leaf a JAX array, after :func:`check_inexact`."""
+    check_inexact(tree, name)
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+def map_params(
+    f: Callable[..., Any], updates: Any, *others: Any, names: tuple[str, ...] = ()
+) -> Any:
     """``tree_map(f, updates, *others)`` after checking every tree matches ``updates``.
 
     ``names`` labels ``others`` in the error message (e.g. ``("mu", "nu")``).
@@ -85,7 +171,9 @@ def zeros_like(tree: Any, dtype: Any = None) -> Any:
         leaf_dtype = dtype or jnp.result_type(x)
         if isinstance(x, jax.ShapeDtypeStruct):
             return jnp.zeros(x.shape, leaf_dtype, device=x.sharding)
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        # Only committed arrays pass their placement on: committed state next to
+        # uncommitted parameters makes jit compile the first step twice.
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed:
             return jnp.zeros_like(x, leaf_dtype, device=x.sharding)
         return jnp.zeros_like(x, leaf_dtype)
 

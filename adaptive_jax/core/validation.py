@@ -3,6 +3,8 @@
 Checks run when a transformation is constructed.  Values that are traced (inside
 ``jax.grad``, ``jax.vmap`` or ``jax.jit``), schedules and per-parameter trees whose
 leaves are traced are skipped: they cannot be inspected without breaking tracing.
+A schedule's output shape is checked abstractly (``jax.eval_shape`` at step 0); its
+values are not, since they are only known during training.
 """
 
 from __future__ import annotations
@@ -11,17 +13,34 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
-def _concrete_values(value: Any) -> list[float] | None:
+def _check_schedule_shape(name: str, schedule: Any) -> None:
+    """Raise ``ValueError`` if ``schedule(0)`` is abstractly known not to be a scalar."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(schedule)):
+        return
+    try:
+        out = jax.eval_shape(schedule, jax.ShapeDtypeStruct((), jnp.int32))
+    except Exception:  # e.g. Python control flow on the step: reported at the first update
+        return
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ValueError(
+            f"{name}: a schedule must return a scalar, got {getattr(out, 'shape', out)!r} "
+            f"from {schedule!r} at step 0"
+        )
+
+
+def _concrete_values(name: str, value: Any) -> list[float] | None:
     """The numbers in ``value`` if all are known now; None when any is traced."""
-    if value is None or callable(value):
+    if value is None:
         return []
     leaves = jax.tree_util.tree_leaves(value, is_leaf=callable)
     numbers: list[float] = []
     for leaf in leaves:
         if callable(leaf):
+            _check_schedule_shape(name, leaf)
             continue
         if isinstance(leaf, jax.core.Tracer):
             return None
@@ -31,8 +50,13 @@ def _concrete_values(value: Any) -> list[float] | None:
             return None
         if array.dtype == object:
             return None
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(f"expected a number, got {leaf!r} of dtype {array.dtype}")
+        if not (jnp.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise TypeError(
+                f"{name}={leaf!r} is invalid: expected a number, an array or a schedule, "
+                f"got dtype {array.dtype}"
+            )
+        if np.iscomplexobj(array) and np.any(np.imag(array) != 0):
+            raise ValueError(f"{name}={leaf!r} is invalid: expected a real number")
         numbers.extend(float(x) for x in np.ravel(np.real(array)).astype(np.float64))
     return numbers
 
@@ -50,7 +74,7 @@ def check_range(
 
     The range is ``[low, high)`` by default; non-finite numbers are always rejected.
     """
-    numbers = _concrete_values(value)
+    numbers = _concrete_values(name, value)
     if not numbers:
         return
     left = "[" if low_inclusive else "("
@@ -77,5 +101,7 @@ def check_nonnegative(name: str, value: Any) -> None:
 
 
 def check_finite(name: str, value: Any) -> None:
-    """A learning rate: any finite number (negative rates are allowed: ascent)."""
+    """A learning rate: any finite number (negative rates are allowed: ascent); not None."""
+    if value is None:
+        raise TypeError(f"{name}=None is invalid: expected a finite number or a schedule")
     check_range(name, value, None, None)

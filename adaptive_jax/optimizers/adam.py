@@ -39,7 +39,7 @@ def adam(
         >>> tx = aj.adam(0.1)
         >>> params = jnp.array([1.0, -1.0])
         >>> updates, state = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
-        >>> updates.round(6).tolist()  # first step: -alpha * sign(g)
+        >>> [round(u, 6) for u in updates.tolist()]  # first step: -alpha * sign(g)
         [-0.1, 0.1]
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
@@ -67,6 +67,15 @@ def adamw(
     Adam's chain with ``add_decoupled_weight_decay`` before the learning rate; the same
     numbers as ``torch.optim.AdamW`` (default ``weight_decay=1e-2`` as in torch;
     optax's default is ``1e-4``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.adamw(0.1, weight_decay=0.5)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, state = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 6) for u in updates.tolist()]  # first step: -alpha (sign(g) + lambda theta)
+        [-0.15, 0.15]
 
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
@@ -98,6 +107,17 @@ def amsgrad(
 
         chain(ema_moments(b1, b2), debias(), amsgrad_max(), precondition(eps, eps_root),
               scale_by_learning_rate(learning_rate))
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.amsgrad(0.1, b1=0.0, b2=0.5)
+        >>> params = jnp.zeros(1)
+        >>> state = tx.init(params)
+        >>> for g in (4.0, 1.0):
+        ...     updates, state = tx.update(jnp.array([g]), state, params)
+        >>> round(updates.item(), 4)  # v_2 = 4.5 but max(v) = 8 is kept: -0.1 / sqrt(8 / 0.75)
+        -0.0306
 
     Reference: Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adaptive_jax.core.combine import Chain, chain
+from adaptive_jax.core.validation import check_decay
 from adaptive_jax.transforms.momentum import trace
 from adaptive_jax.transforms.scaling import scale_by_learning_rate
 
@@ -30,4 +31,5 @@ def sgd(learning_rate: Any, momentum: Any = None, nesterov: bool = False) -> Cha
         if nesterov:
             raise ValueError("nesterov=True needs a momentum value")
         return chain(scale_by_learning_rate(learning_rate))
+    check_decay("momentum", momentum)
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))

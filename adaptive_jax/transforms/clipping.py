@@ -35,6 +35,15 @@ class ClipByGlobalNorm(Transform):
 def clip_by_global_norm(max_norm: Any = 1.0) -> ClipByGlobalNorm:
     r"""Rescale so that :math:`\|g\|_2 \le c`: :math:`g \leftarrow g \cdot \min(1, c/\|g\|_2)`.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.clip_by_global_norm(1.0)
+        >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}  # global norm 5
+        >>> clipped, _ = tx.update(grads, tx.init(grads))
+        >>> round(clipped["a"].item(), 6), round(clipped["b"].item(), 6)
+        (0.6, 0.8)
+
     Reference: Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent
     neural networks", ICML 2013.
     """

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax.core.numerics import bias_correction, cast_like
+from adaptive_jax.core.numerics import bias_correction, cast_like, widest_dtype
 from adaptive_jax.core.protocol import PyTree, Transform
 from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.core.trees import map_params, zeros_like
@@ -71,15 +71,21 @@ def expect_moments(updates: PyTree, block: str) -> Moments:
 
 def squared_magnitude(g: jax.Array, dtype: Any = None) -> jax.Array:
     """:math:`|g|^2` (real also for complex ``g``), in ``dtype`` if given."""
-    g = g if dtype is None else g.astype(jnp.promote_types(dtype, g.dtype))
+    g = g if dtype is None else g.astype(widest_dtype(dtype, g.dtype))
     square = jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
     return square if dtype is None else square.astype(dtype)
 
 
 def ema(previous: jax.Array, new: jax.Array, decay: Any) -> jax.Array:
-    r""":math:`\beta x_{t-1} + (1-\beta) x_t`, in ``previous``'s dtype."""
-    decay = cast_like(decay, previous)
-    return decay * previous + (1 - decay) * new.astype(previous.dtype)
+    r""":math:`\beta x_{t-1} + (1-\beta) x_t`, stored in ``previous``'s dtype.
+
+    Computed in at least float32: in bfloat16, :math:`\beta_2 = 0.999` itself rounds
+    to 1 and the average would never move.
+    """
+    wide = widest_dtype(previous.dtype, jnp.float32)
+    decay = jnp.asarray(decay).astype(wide)
+    average = decay * previous.astype(wide) + (1 - decay) * new.astype(wide)
+    return average.astype(previous.dtype)
 
 
 def _real_dtype(x: Any, dtype: Any) -> Any:
@@ -111,9 +117,7 @@ class EmaMoments(Transform):
 
     def init_state(self, params):
         mu = zeros_like(params, self.mu_dtype)
-        nu = jax.tree_util.tree_map(
-            lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params
-        )
+        nu = jax.tree_util.tree_map(lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params)
         return EmaMomentsState(mu, nu)
 
     def apply(self, updates, state, params, count):
@@ -129,7 +133,9 @@ class EmaMoments(Transform):
         return moments, EmaMomentsState(mu, nu)
 
 
-def ema_moments(b1: Any = 0.9, b2: Any = 0.999, mu_dtype: Any = None, nu_dtype: Any = None) -> EmaMoments:
+def ema_moments(
+    b1: Any = 0.9, b2: Any = 0.999, mu_dtype: Any = None, nu_dtype: Any = None
+) -> EmaMoments:
     r"""Exponential moving averages of the gradient and of its square (Adam's moments).
 
     .. math::
@@ -139,6 +145,14 @@ def ema_moments(b1: Any = 0.9, b2: Any = 0.999, mu_dtype: Any = None, nu_dtype: 
     Outputs a :class:`Moments` carrying :math:`1-\beta_1^t` and :math:`1-\beta_2^t`
     for :func:`debias`.  ``mu_dtype``/``nu_dtype`` store the moments in another
     dtype (e.g. float32 moments for bfloat16 parameters).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.ema_moments(b1=0.9, b2=0.99)
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 6), round(moments.nu.item(), 6)  # (1 - b1) g, (1 - b2) g^2
+        (0.2, 0.04)
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
@@ -156,12 +170,17 @@ class EmaOfSquares(Transform):
         check_decay("decay", self.decay)
 
     def init_state(self, params):
-        return jax.tree_util.tree_map(lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params)
+        return jax.tree_util.tree_map(
+            lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params
+        )
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "ema_of_squares")
         nu = map_params(
-            lambda g, v: ema(v, squared_magnitude(g, v.dtype), self.decay), updates, state, names=("nu",)
+            lambda g, v: ema(v, squared_magnitude(g, v.dtype), self.decay),
+            updates,
+            state,
+            names=("nu",),
         )
         return Moments(updates, nu), nu
 
@@ -171,6 +190,14 @@ def ema_of_squares(decay: Any = 0.9, nu_dtype: Any = None) -> EmaOfSquares:
 
     Outputs ``Moments(mu=g_t, nu=v_t)`` without bias correction (as RMSProp and
     ``torch.optim.RMSprop`` define it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.ema_of_squares(decay=0.9)
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 6), round(moments.nu.item(), 6)  # g and (1 - rho) g^2
+        (2.0, 0.4)
 
     Reference: Tieleman & Hinton, Lecture 6.5 of "Neural Networks for Machine Learning", 2012.
     """
@@ -196,15 +223,29 @@ class AccumulateSquares(Transform):
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "accumulate_squares")
-        total = map_params(lambda g, s: s + squared_magnitude(g, s.dtype), updates, state, names=("sum",))
+        total = map_params(
+            lambda g, s: s + squared_magnitude(g, s.dtype), updates, state, names=("sum",)
+        )
         return Moments(updates, total), total
 
 
-def accumulate_squares(initial_accumulator_value: Any = 0.0, nu_dtype: Any = None) -> AccumulateSquares:
+def accumulate_squares(
+    initial_accumulator_value: Any = 0.0, nu_dtype: Any = None
+) -> AccumulateSquares:
     r"""Adagrad's accumulator :math:`G_t = G_{t-1} + |g_t|^2`, :math:`G_0` = ``initial_accumulator_value``.
 
     Outputs ``Moments(mu=g_t, nu=G_t)``.  The effective rate
     :math:`\eta/(\sqrt{G_t}+\epsilon)` can only decrease.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.accumulate_squares()
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (3.0, 4.0):
+        ...     moments, state = tx.update(jnp.array([g]), state)
+        >>> print(moments.nu)  # 3^2 + 4^2
+        [25.]
 
     Reference: Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online
     Learning and Stochastic Optimization", JMLR 2011.
@@ -222,7 +263,9 @@ class Debias(Transform):
         def divide(tree, correction):
             return jax.tree_util.tree_map(lambda x: x / cast_like(correction, x), tree)
 
-        corrected = Moments(divide(moments.mu, moments.mu_correction), divide(moments.nu, moments.nu_correction))
+        corrected = Moments(
+            divide(moments.mu, moments.mu_correction), divide(moments.nu, moments.nu_correction)
+        )
         return corrected, state
 
 
@@ -232,6 +275,14 @@ def debias() -> Debias:
     Moments started at zero are biased towards zero by the factor
     :math:`1-\beta^t` (unroll the EMA and take expectations); dividing by it makes
     the estimates unbiased for stationary gradients.  :math:`t` counts from 1.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.chain(aj.ema_moments(b1=0.9, b2=0.99), aj.debias())
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 6), round(moments.nu.item(), 6)  # unbiased: g, g^2 at t = 1
+        (2.0, 4.0)
     """
     return Debias()
 
@@ -243,12 +294,17 @@ class AmsgradMax(Transform):
     nu_dtype: Any = static_field(default=None)
 
     def init_state(self, params):
-        return jax.tree_util.tree_map(lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params)
+        return jax.tree_util.tree_map(
+            lambda p: zeros_like(p, _real_dtype(p, self.nu_dtype)), params
+        )
 
     def apply(self, updates, state, params, count):
         moments = expect_moments(updates, "amsgrad_max")
         nu_max = map_params(
-            lambda v, v_max: jnp.maximum(v_max, v.astype(v_max.dtype)), moments.nu, state, names=("nu_max",)
+            lambda v, v_max: jnp.maximum(v_max, v.astype(v_max.dtype)),
+            moments.nu,
+            state,
+            names=("nu_max",),
         )
         return Moments(moments.mu, nu_max, moments.mu_correction, moments.nu_correction), nu_max
 

@@ -52,6 +52,16 @@ def trace(decay: Any = 0.9, nesterov: bool = False, accumulator_dtype: Any = Non
     :math:`b_0 = 0`, so :math:`b_1 = g_1`: the same recursion as
     ``torch.optim.SGD(momentum=mu, dampening=0, nesterov=...)``.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.trace(decay=0.9)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> first, state = tx.update(jnp.array([1.0]), state)
+        >>> second, state = tx.update(jnp.array([1.0]), state)
+        >>> round(first.item(), 6), round(second.item(), 6)  # b_1 = g_1, b_2 = 0.9 b_1 + g_2
+        (1.0, 1.9)
+
     References: Polyak, "Some methods of speeding up the convergence of iteration
     methods", 1964; Sutskever et al., "On the importance of initialization and
     momentum in deep learning", ICML 2013.

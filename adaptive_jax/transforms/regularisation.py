@@ -71,6 +71,15 @@ def add_l2_regularization(weight_decay: Any = 1e-4) -> AddL2Regularization:
     Equivalent to adding :math:`\tfrac{\lambda}{2}\|\theta\|^2` to the loss.  Place it
     first in the chain (``torch.optim.Adam(weight_decay=...)`` does this).
     ``weight_decay`` may be a schedule or a per-parameter pytree (e.g. 0 for biases).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.add_l2_regularization(0.5)
+        >>> params = jnp.array([2.0, -4.0])
+        >>> updates, _ = tx.update(jnp.array([1.0, 1.0]), tx.init(params), params)
+        >>> print(updates)  # g + lambda * theta
+        [ 2. -1.]
     """
     return AddL2Regularization(weight_decay)
 
@@ -81,6 +90,15 @@ def add_decoupled_weight_decay(weight_decay: Any = 1e-4) -> AddDecoupledWeightDe
     With ``scale_by_learning_rate(eta)`` after it the step is
     :math:`\theta \leftarrow \theta - \eta(d_t + \lambda\theta)`, as
     ``torch.optim.AdamW``.  ``weight_decay`` may be a schedule or a per-parameter pytree.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.add_decoupled_weight_decay(0.5)
+        >>> params = jnp.array([2.0, -4.0])
+        >>> updates, _ = tx.update(jnp.zeros(2), tx.init(params), params)
+        >>> print(updates)  # direction + lambda * theta
+        [ 1. -2.]
 
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """

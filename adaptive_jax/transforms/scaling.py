@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax.core.hyperparams import per_leaf
-from adaptive_jax.core.numerics import cast_like, safe_sqrt
+from adaptive_jax.core.numerics import cast_like, safe_sqrt, widest_dtype
 from adaptive_jax.core.protocol import Transform
 from adaptive_jax.core.pytree import pytree_dataclass
 from adaptive_jax.core.validation import check_finite, check_nonnegative
@@ -16,11 +16,18 @@ from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
 
 
 def scale_leaves(updates: Any, factors: list[Any]) -> Any:
-    """Multiply each leaf of ``updates`` by its factor (cast to the leaf's dtype)."""
+    """Multiply each leaf of ``updates`` by its factor, in the leaf's dtype.
+
+    The product is formed in at least float32, so a small learning rate is not rounded
+    to a float16 subnormal (or to 0) before it multiplies the update.
+    """
+
+    def product(u: jax.Array, factor: Any) -> jax.Array:
+        wide = widest_dtype(u.dtype, jnp.float32)
+        return (u.astype(wide) * jnp.asarray(factor).astype(wide)).astype(u.dtype)
+
     leaves, treedef = jax.tree_util.tree_flatten(updates)
-    return jax.tree_util.tree_unflatten(
-        treedef, [u * cast_like(f, u) for u, f in zip(leaves, factors)]
-    )
+    return jax.tree_util.tree_unflatten(treedef, [product(u, f) for u, f in zip(leaves, factors)])
 
 
 @pytree_dataclass
@@ -62,13 +69,25 @@ class Scale(Transform):
 
     factor: Any
 
+    def __post_init__(self):
+        check_finite("factor", self.factor)
+
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "scale")
         return scale_leaves(updates, per_leaf(self.factor, count - 1, updates)), state
 
 
 def scale(factor: Any) -> Scale:
-    r"""Multiply updates by a constant (or scheduled, or per-parameter) ``factor``: :math:`u = c\,g`."""
+    r"""Multiply updates by a constant (or scheduled, or per-parameter) ``factor``: :math:`u = c\,g`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale(0.5)
+        >>> updates, _ = tx.update(jnp.array([2.0, -4.0]), tx.init(jnp.zeros(2)))
+        >>> print(updates)
+        [ 1. -2.]
+    """
     return Scale(factor)
 
 
@@ -87,6 +106,14 @@ def scale_by_sign() -> ScaleBySign:
     Adam with :math:`\beta_1=\beta_2=0` and :math:`\epsilon \to 0` reduces to this
     (each coordinate's step is :math:`g_i/|g_i|`): the seeds' sign-descent limit.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_sign()
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
+        >>> print(updates)
+        [ 1. -1.]
+
     Reference: Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex
     Problems", ICML 2018.
     """
@@ -94,7 +121,14 @@ def scale_by_sign() -> ScaleBySign:
 
 
 def global_norm(tree: Any) -> jax.Array:
-    r""":math:`\|g\|_2` over all leaves, with a derivative that is 0 (not NaN) at :math:`g=0`."""
+    r""":math:`\|g\|_2` over all leaves, with a derivative that is 0 (not NaN) at :math:`g=0`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> print(aj.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
+        5.0
+    """
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         return jnp.zeros([])
@@ -128,6 +162,14 @@ def normalize_by_global_norm(eps: Any = 0.0) -> NormalizeByGlobalNorm:
     With a fixed learning rate every step has length exactly :math:`\eta`, so
     normalized gradient descent circles the minimum forever instead of converging
     (the seeds' cautionary tale); pair it with a decaying schedule.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.normalize_by_global_norm()
+        >>> updates, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 6) for u in updates.tolist()]
+        [0.6, 0.8]
 
     Reference: Nesterov, "Introductory Lectures on Convex Optimization", 2004, §3.2.3.
     """

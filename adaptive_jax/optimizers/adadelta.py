@@ -1,0 +1,29 @@
+r"""Adadelta: a step with the units of the parameters, from two running RMS values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adaptive_jax.core.combine import Chain, chain
+from adaptive_jax.transforms.preconditioning_variants import scale_by_adadelta
+from adaptive_jax.transforms.regularisation import add_l2_regularization
+from adaptive_jax.transforms.scaling import scale_by_learning_rate
+
+
+def adadelta(
+    learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6, weight_decay: Any = 0.0
+) -> Chain:
+    r"""Adadelta: :math:`\theta_t = \theta_{t-1} - \eta\,\frac{\sqrt{E[\Delta^2]_{t-1}+\epsilon}}{\sqrt{E[g^2]_t+\epsilon}}\,g_t`.
+
+    See :func:`~adaptive_jax.transforms.preconditioning_variants.scale_by_adadelta`.
+    ``weight_decay`` is coupled L2 (added to the gradient first).  The numbers (and
+    defaults, ``lr=1.0``) of ``torch.optim.Adadelta``; ``optax.adadelta`` agrees given
+    the same learning rate.
+
+    Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
+    """
+    return chain(
+        add_l2_regularization(weight_decay),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )

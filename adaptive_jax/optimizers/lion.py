@@ -1,0 +1,44 @@
+r"""Lion: the sign of an interpolated momentum, with decoupled weight decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adaptive_jax.core.combine import Chain, chain
+from adaptive_jax.transforms.momentum_variants import lion_momentum
+from adaptive_jax.transforms.regularisation import add_decoupled_weight_decay
+from adaptive_jax.transforms.scaling import scale_by_learning_rate, scale_by_sign
+
+
+def lion(
+    learning_rate: Any = 1e-4,
+    b1: Any = 0.9,
+    b2: Any = 0.99,
+    weight_decay: Any = 1e-3,
+    mu_dtype: Any = None,
+) -> Chain:
+    r"""Lion: :math:`\theta_t = \theta_{t-1} - \alpha\big(\mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t) + \lambda\theta_{t-1}\big)`.
+
+    The momentum is :math:`m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t`.  Every coordinate
+    moves by exactly :math:`\alpha` (before decay), so Lion wants a learning rate 3–10×
+    smaller than AdamW's.  It is sign descent (:func:`adaptive_jax.sign_descent`) with
+    ``lion_momentum`` in front and AdamW's decoupled decay behind.  The numbers (and
+    defaults) of ``optax.lion``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.lion(0.1, weight_decay=0.0)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> print(updates.round(6))  # every coordinate moves by the learning rate
+        [-0.1  0.1]
+
+    Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
+    """
+    return chain(
+        lion_momentum(b1, b2, mu_dtype),
+        scale_by_sign(),
+        add_decoupled_weight_decay(weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )

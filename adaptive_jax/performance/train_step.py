@@ -1,0 +1,204 @@
+r"""The recommended step: jit-compiled, buffers donated, the transformation an argument.
+
+Three things decide how fast an optimizer step runs (see ``benchmarks/README.md``):
+
+* **donation** — without ``donate_argnums`` every step allocates fresh output
+  buffers for the parameters and the state (on CPU: page faults on freshly mapped
+  memory, often several times the cost of the arithmetic); donated, XLA updates them
+  in place;
+* **the transformation as an argument** — a new learning rate (or any
+  hyperparameter) is a new *value*, not a new program: nothing recompiles, and
+  ``jax.grad`` can still see it;
+* **few leaves** — with :class:`~adaptive_jax.performance.FlatParams` (or
+  :func:`~adaptive_jax.performance.flatten`) the update is one loop per output and
+  dtype, whatever the number of leaves: compile time stops growing with the model.
+
+Optionally (``block_size``), elementwise updates on 1-D buffers run cache-blocked
+(:mod:`adaptive_jax.performance.blocked`), reading and writing every byte once.
+
+:func:`update_step` applies one update; :func:`make_train_step` adds the loss and its
+gradient.  Both accept an optax transformation too (compiled with it as a constant).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax.core.protocol import PyTree, Transform, apply_updates
+from adaptive_jax.performance.blocked import (
+    blocked_step,
+    blocking_problems,
+    common_length,
+)
+from adaptive_jax.performance.flatten import check_flat_layout
+from adaptive_jax.performance.layout import FlatParams
+
+
+def apply_step(
+    tx: Any,
+    params: PyTree,
+    opt_state: PyTree,
+    grads: PyTree,
+    block_size: int | None = None,
+    check_layout: bool = True,
+) -> tuple[PyTree, PyTree]:
+    """``params + tx.update(grads, opt_state, params)``, blocked where exact: ``(params, opt_state)``.
+
+    The traceable body of :func:`update_step` (call it inside your own jitted step).
+    With ``block_size`` (e.g. :data:`~adaptive_jax.performance.blocked.DEFAULT_BLOCK_SIZE`)
+    an elementwise update of 1-D buffers runs block by block (same numbers, bit for bit).  With :class:`FlatParams` and ``check_layout``,
+    raises :class:`~adaptive_jax.performance.FlatLayoutError` if ``tx`` would give other
+    numbers on flat buffers than on the tree.
+    """
+    if check_layout and isinstance(params, FlatParams):
+        check_flat_layout(tx, params.layout.groups, "update_step")
+    length = common_length(params)
+    if (
+        block_size
+        and length is not None
+        and length >= 2 * block_size
+        and not blocking_problems(tx, grads, opt_state, params)
+    ):
+        return blocked_step(tx, grads, opt_state, params, block_size)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return apply_updates(params, updates), opt_state
+
+
+class DonatingStep:
+    """``fn(tx, *args)`` jit-compiled with ``args[i]`` donated for ``i`` in ``donate``.
+
+    A transformation is a pytree; flattening it on every call costs more than a small
+    step itself, so the last few transformations seen are kept flattened (by
+    identity: transformations are immutable) and their leaves passed as arrays.  A
+    new hyperparameter value is a new leaf value: no recompilation.  A foreign
+    (optax) transformation is compiled in as a constant.
+    """
+
+    _CACHED = 8
+
+    def __init__(self, fn: Callable[..., Any], donate: tuple[int, ...]):
+        self._fn = fn
+        self._donate = tuple(i + 1 for i in donate)  # after tx (or its leaves)
+        self._by_treedef: dict[Any, Callable[..., Any]] = {}
+        self._recent: OrderedDict[int, tuple[Any, list[Any], Callable[..., Any]]] = OrderedDict()
+
+    def _compiled_for(self, treedef: Any) -> Callable[..., Any]:
+        if treedef not in self._by_treedef:
+
+            def call(leaves, *args):
+                return self._fn(_unflatten(treedef, leaves), *args)
+
+            self._by_treedef[treedef] = jax.jit(call, donate_argnums=self._donate)
+        return self._by_treedef[treedef]
+
+    def _lookup(self, tx: Any) -> tuple[Any, list[Any], Callable[..., Any]] | None:
+        entry = self._recent.get(id(tx))
+        if entry is not None and entry[0] is tx:
+            return entry
+        if isinstance(tx, Transform):
+            leaves, treedef = jax.tree_util.tree_flatten(tx)
+            if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+                return None
+            entry = (tx, [jnp.asarray(leaf) for leaf in leaves], self._compiled_for(treedef))
+        else:  # optax: functions in closures; the transformation itself is the program
+            entry = (tx, [], self._compiled_for(_Constant(tx)))
+        self._recent[id(tx)] = entry
+        while len(self._recent) > self._CACHED:
+            self._recent.popitem(last=False)
+        return entry
+
+    def __call__(self, tx: Any, *args: Any) -> Any:
+        entry = self._lookup(tx)
+        if entry is None:  # traced hyperparameters: an ordinary nested jit
+            return jax.jit(self._fn, donate_argnums=self._donate)(tx, *args)
+        _, leaves, compiled = entry
+        return compiled(leaves, *args)
+
+
+class _Constant:
+    """A stand-in treedef whose unflattening returns a fixed (static) transformation."""
+
+    def __init__(self, tx: Any):
+        self.tx = tx
+
+    def __hash__(self) -> int:
+        return id(self.tx)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Constant) and other.tx is self.tx
+
+
+def _unflatten(treedef: Any, leaves: list[Any]) -> Any:
+    if isinstance(treedef, _Constant):
+        return treedef.tx
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+update_step = DonatingStep(apply_step, donate=(0, 1))
+update_step.__doc__ = """``update_step(tx, params, opt_state, grads) -> (params, opt_state)``, jitted.
+
+``params`` and ``opt_state`` are donated: do not use the arrays you passed in after
+the call.  They come first, in the order they are returned, because JAX pairs donated
+input buffers with outputs of the same shape by position: with ``(grads, opt_state,
+params)`` in and ``(params, opt_state)`` out, the new parameters would be written into
+the buffer of the first moment while it is still being read, and XLA would copy
+whole buffers to keep that correct.  See :func:`apply_step` for what happens inside.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import adaptive_jax as aj
+    >>> tx = aj.adam(0.1)
+    >>> params = jnp.array([1.0, -1.0])
+    >>> state = tx.init(params)
+    >>> params, state = aj.update_step(tx, params, state, jnp.array([3.0, -0.5]))
+    >>> params.round(6).tolist()
+    [0.9, -0.9]
+"""
+
+
+def make_train_step(
+    loss_fn: Callable[..., Any],
+    has_aux: bool = False,
+    block_size: int | None = None,
+) -> DonatingStep:
+    """``step(tx, params, opt_state, *batch) -> (params, opt_state, loss[, aux])``, jitted.
+
+    ``loss_fn(params_tree, *batch)`` returns a scalar loss (and ``aux`` with
+    ``has_aux``).  ``params`` and ``opt_state`` are donated.  With
+    :class:`~adaptive_jax.performance.FlatParams` parameters, ``loss_fn`` still receives
+    the pytree (a view of the buffers) and the gradients arrive flat.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> step = aj.make_train_step(lambda w, x: jnp.sum((w * x - 1.0) ** 2))
+        >>> tx = aj.sgd(0.1)
+        >>> w = jnp.zeros(2)
+        >>> w, state, loss = step(tx, w, tx.init(w), jnp.ones(2))
+        >>> float(loss), w.tolist()
+        (2.0, [0.20000000298023224, 0.20000000298023224])
+    """
+
+    def train(tx, params, opt_state, *batch):
+        if isinstance(params, FlatParams):
+
+            def objective(flat):
+                return loss_fn(flat.tree(), *batch)
+        else:
+
+            def objective(tree):
+                return loss_fn(tree, *batch)
+
+        value, grads = jax.value_and_grad(objective, has_aux=has_aux)(params)
+        params, opt_state = apply_step(tx, params, opt_state, grads, block_size)
+        if has_aux:
+            loss, aux = value
+            return params, opt_state, loss, aux
+        return params, opt_state, value
+
+    return DonatingStep(train, donate=(0, 1))

@@ -1,0 +1,78 @@
+r"""Layer-wise trust ratio (LARS, LAMB): each parameter tensor's step is scaled to its size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax.core.numerics import cast_like, safe_sqrt
+from adaptive_jax.core.protocol import Transform
+from adaptive_jax.core.pytree import pytree_dataclass
+from adaptive_jax.core.trees import map_params
+from adaptive_jax.core.validation import check_nonnegative
+from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
+
+
+def leaf_norm(x: jax.Array, min_norm: Any = 0.0) -> jax.Array:
+    r""":math:`\max(\|x\|_2, n_{\min})` over one leaf, with derivative 0 (not NaN) at :math:`x = 0`."""
+    norm = safe_sqrt(jnp.sum(squared_magnitude(x)))
+    return jnp.maximum(norm, cast_like(min_norm, norm))
+
+
+@pytree_dataclass
+class ScaleByTrustRatio(Transform):
+    """See :func:`scale_by_trust_ratio`."""
+
+    min_norm: Any = 0.0
+    trust_coefficient: Any = 1.0
+    eps: Any = 0.0
+
+    def __post_init__(self):
+        check_nonnegative("min_norm", self.min_norm)
+        check_nonnegative("trust_coefficient", self.trust_coefficient)
+        check_nonnegative("eps", self.eps)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale_by_trust_ratio")
+        if params is None:
+            raise ValueError(
+                "scale_by_trust_ratio needs the parameters: update(grads, state, params)"
+            )
+
+        def scale(u, p):
+            param_norm = leaf_norm(p, self.min_norm)
+            update_norm = leaf_norm(u, self.min_norm).astype(param_norm.dtype)
+            degenerate = (param_norm == 0) | (update_norm == 0)
+            # Guard the denominator too, so the unused branch has no NaN derivative.
+            denominator = jnp.where(
+                degenerate,
+                jnp.ones_like(update_norm),
+                update_norm + cast_like(self.eps, update_norm),
+            )
+            ratio = cast_like(self.trust_coefficient, param_norm) * param_norm / denominator
+            ratio = jnp.where(degenerate, jnp.ones_like(ratio), ratio)
+            return u * cast_like(ratio, u)
+
+        return map_params(scale, updates, params, names=("params",)), state
+
+
+def scale_by_trust_ratio(
+    min_norm: Any = 0.0, trust_coefficient: Any = 1.0, eps: Any = 0.0
+) -> ScaleByTrustRatio:
+    r"""Scale each leaf's update by its trust ratio :math:`c\,\|\theta\|/(\|u\|+\epsilon)`.
+
+    .. math::
+       u \leftarrow u \cdot \frac{c\, \max(\|\theta\|_2, n_{\min})}{\max(\|u\|_2, n_{\min}) + \epsilon},
+
+    per parameter tensor (leaf); the ratio is 1 where either norm is 0 (a parameter at
+    the origin, or no update).  After it, every tensor moves by
+    :math:`\alpha c\,\|\theta\|` relative to its own size, whatever its gradient scale.
+    The numbers of ``optax.scale_by_trust_ratio``.
+
+    Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in
+    76 minutes" (LAMB), ICLR 2020; You, Gitman & Ginsburg, "Large Batch Training of
+    Convolutional Networks" (LARS), 2017.
+    """
+    return ScaleByTrustRatio(min_norm, trust_coefficient, eps)

@@ -1,0 +1,86 @@
+"""Every named optimizer and its optax and torch.optim counterparts, found by name.
+
+The list of named optimizers is ``tests/optimizer_catalog.py`` (name -> factory and
+hyperparameters), so an optimizer added there joins the benchmarks by itself.  Its
+optax counterpart is the optax function of the same name (``optax.adam`` for
+``aj.adam``), called with the hyperparameters its signature accepts; its torch
+counterpart is the ``torch.optim`` class of the same name, with the keyword names
+translated (``learning_rate -> lr``, ``b1, b2 -> betas``, ``decay -> alpha``).
+Counterparts do the same work per parameter; their defaults may differ in detail
+(optax's Adagrad starts its accumulator at 0.1, for example), which does not change
+the cost of a step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+# Names whose counterpart is not the same-named function/class.
+OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
+    "sign_descent": lambda learning_rate, **_: optax.sign_sgd(learning_rate),
+    "normalized_gd": lambda learning_rate, eps=0.0, **_: optax.chain(
+        optax.normalize_by_update_norm(scale_factor=1.0, eps=max(eps, 1e-30)),
+        optax.scale(-learning_rate),
+    ),
+}
+TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
+
+
+def named_optimizers() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    """``{name: (factory, kwargs)}`` from the test catalog."""
+    from tests.optimizer_catalog import NAMED_OPTIMIZERS
+
+    return dict(NAMED_OPTIMIZERS)
+
+
+def _accepted(function: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    parameters = inspect.signature(function).parameters
+    return {k: v for k, v in kwargs.items() if k in parameters}
+
+
+def optax_counterpart(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]):
+    """The optax transformation doing the same work, or None."""
+    if name in OPTAX_ALIASES:
+        return OPTAX_ALIASES[name](**kwargs)
+    function = getattr(optax, factory.__name__, None)
+    if function is None:
+        return None
+    return function(**_accepted(function, kwargs))
+
+
+def torch_counterpart(name: str, factory: Callable[..., Any], kwargs: dict[str, Any], param):
+    """``(description, torch optimizer)`` for ``param`` (fused if supported, else foreach)."""
+    import torch
+
+    class_name, extra = TORCH_ALIASES.get(name, (None, {}))
+    if class_name is None:
+        matches = [n for n in dir(torch.optim) if n.lower() == factory.__name__.lower()]
+        if not matches:
+            return None
+        class_name = matches[0]
+    cls = getattr(torch.optim, class_name)
+    translated = dict(extra)
+    for key, value in kwargs.items():
+        if key == "learning_rate":
+            translated["lr"] = value
+        elif key == "decay":
+            translated["alpha"] = value
+        elif key not in ("b1", "b2", "eps_root", "threshold", "initial_accumulator_value"):
+            translated[key] = value
+    if "b1" in kwargs:
+        translated["betas"] = (kwargs["b1"], kwargs.get("b2", 0.999))
+    translated = _accepted(cls, translated)
+    for mode in ("fused", "foreach"):
+        if mode not in inspect.signature(cls).parameters:
+            continue
+        try:
+            optimizer = cls([param], **translated, **{mode: True})
+            optimizer.step()  # fused=True raises here where the CPU kernel is missing
+        except (RuntimeError, ValueError, TypeError):
+            continue
+        return f"{class_name}({mode})", optimizer
+    return f"{class_name}(for-loop)", cls([param], **translated)

@@ -1,0 +1,175 @@
+"""Every hypergradient mode gives the same numbers, and they are the derivative.
+
+For every named optimizer and every numeric hyperparameter: reverse mode, the three
+checkpointed reverse modes and forward mode agree to rtol 1e-8 (float64), and agree
+with central finite differences of the meta-objective.  The problem
+:math:`L(w) = (w_0-1)^2 + w_0 w_1^2` started at :math:`w = (0.1, 0)` keeps
+:math:`w_1 = 0` with a gradient that is exactly zero at every step: the case where a
+naive square root of the second moment turns meta-gradients into NaN.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptive_jax as aj
+from adaptive_jax.meta import MODES, differentiable_leaves, unroll, unrolled_objective
+from tests.optimizer_catalog import NAMED_OPTIMIZERS
+
+NUM_STEPS = 4  # short: compile time, not the horizon, is what these tests pay for
+W0 = jnp.array([0.1, 0.0])
+
+
+def loss(w):
+    return (w[0] - 1.0) ** 2 + w[0] * w[1] ** 2
+
+
+def meta_loss(run):
+    # Final loss plus the mean of the trace: depends on every step, not only the last.
+    return loss(run.params) + jnp.mean(run.losses)
+
+
+OBJECTIVE = unrolled_objective(W0, loss, meta_loss, num_steps=NUM_STEPS)
+
+CASES = dict(NAMED_OPTIMIZERS)
+# Adam with its default eps_root = 0: sqrt(v) at v = 0 for the coordinate w_1.
+# Adam at its default eps_root = 0 (sqrt(v) at v = 0 for the coordinate w_1), with a
+# scheduled learning rate whose own numbers are hyperparameters too.
+CASES["adam_eps_root_zero_cosine"] = (
+    aj.adam,
+    dict(learning_rate=aj.schedules.cosine_decay(0.03, NUM_STEPS, 0.1), b1=0.8, eps=1e-3),
+)
+
+
+def finite_difference_gradient(tx):
+    """Central differences per leaf (one-sided, second order, at a hyperparameter at 0)."""
+    leaves, rebuild = differentiable_leaves(tx)
+    flat = jnp.concatenate([jnp.ravel(x) for x in leaves])
+    offsets = np.cumsum([0] + [int(np.size(x)) for x in leaves])
+
+    def objective_at(vector):
+        values = [
+            vector[a:b].reshape(jnp.shape(x)).astype(x.dtype)
+            for x, a, b in zip(leaves, offsets[:-1], offsets[1:])
+        ]
+        return OBJECTIVE(rebuild(values))
+
+    steps = 1e-5 * jnp.maximum(jnp.abs(flat), 1e-3)
+    at_zero = flat == 0.0
+    directions = jnp.diag(steps)
+    # x+h with x-h (central), or x+h with x+2h (one-sided) for each coordinate.
+    second = jnp.where(at_zero[:, None], 2 * directions, -directions)
+    values = jax.vmap(objective_at)(jnp.concatenate([flat + directions, flat + second]))
+    plus, other = jnp.split(values, 2)
+    central = (plus - other) / (2 * steps)
+    one_sided = (-3 * objective_at(flat) + 4 * plus - other) / (2 * steps)
+    return jnp.where(at_zero, one_sided, central)
+
+
+# Options that only shorten XLA's compilation (halving this module's run time); the
+# numbers they produce are what the tests check.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+def all_mode_gradients_and_finite_differences(tx):
+    """One compiled program per optimizer: every mode, and the finite differences."""
+    grads = {mode: aj.meta.hypergradient(OBJECTIVE, tx, mode=mode) for mode in MODES}
+    return grads, finite_difference_gradient(tx)
+
+
+def as_vector(tree):
+    leaves, _ = differentiable_leaves(tree)
+    return jnp.concatenate([jnp.ravel(x) for x in leaves])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_mode_agrees_with_finite_differences(name):
+    factory, kwargs = CASES[name]
+    tx = factory(**kwargs)
+    trees, finite_differences = all_mode_gradients_and_finite_differences(tx)
+    for tree in trees.values():  # shaped like the transformation
+        assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(tx)
+    grads = {mode: as_vector(tree) for mode, tree in trees.items()}
+    reference = grads["reverse"]
+    assert reference.size == as_vector(tx).size >= 1
+    assert np.all(np.isfinite(reference)), reference
+    assert np.any(reference != 0.0)
+    for mode, grad in grads.items():
+        np.testing.assert_allclose(grad, reference, rtol=1e-8, atol=1e-14, err_msg=mode)
+    scale = np.max(np.abs(reference))
+    np.testing.assert_allclose(reference, finite_differences, rtol=1e-5, atol=1e-7 * scale)
+
+
+def test_zero_gradient_coordinate_stays_put_and_unroll_matches_a_python_loop():
+    tx = aj.adam(0.02)
+    run = unroll(tx, W0, loss, num_steps=NUM_STEPS)
+    params, state, expected_losses = W0, tx.init(W0), []
+    for _ in range(NUM_STEPS):
+        expected_losses.append(loss(params))
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        params = aj.apply_updates(params, updates)
+    assert run.params[1] == 0.0
+    np.testing.assert_allclose(run.params, params, rtol=1e-13)
+    np.testing.assert_allclose(run.losses, jnp.stack(expected_losses), rtol=1e-13)
+    assert int(run.opt_state.count) == NUM_STEPS
+
+
+@pytest.mark.parametrize("remat", ["step", "sqrt", "recursive"])
+def test_remat_schemes_give_identical_unrolls_and_gradients(remat):
+    # 13 steps: the nested schemes run uneven blocks and remainders.
+    batches = jnp.linspace(0.5, 1.5, 2 * 13).reshape(13, 2)
+
+    def batch_loss(w, x):
+        return jnp.sum((w - x) ** 2 + 0.1 * w**4)
+
+    def final_loss(tx, remat):
+        run = unroll(tx, W0, batch_loss, batches, remat=remat)
+        return jnp.sum(run.params**2) + jnp.sum(run.losses), run
+
+    tx = aj.sgd(0.05, momentum=0.5)
+    (value, run), grads = jax.value_and_grad(final_loss, has_aux=True)(tx, remat)
+    (plain_value, plain), plain_grads = jax.value_and_grad(final_loss, has_aux=True)(tx, None)
+    np.testing.assert_array_equal(run.params, plain.params)
+    np.testing.assert_array_equal(run.losses, plain.losses)
+    np.testing.assert_allclose(as_vector(grads), as_vector(plain_grads), rtol=1e-10)
+
+
+def test_callable_data_sees_steps_counted_from_the_state():
+    def batch_loss(w, step):
+        return jnp.sum((w - step.astype(w.dtype)) ** 2)
+
+    first = unroll(aj.sgd(0.1), W0, batch_loss, lambda step: step, num_steps=4)
+    second = unroll(
+        aj.sgd(0.1), first.params, batch_loss, lambda s: s, num_steps=3, opt_state=first.opt_state
+    )
+    whole = unroll(aj.sgd(0.1), W0, batch_loss, lambda step: step, num_steps=7)
+    np.testing.assert_allclose(second.params, whole.params, rtol=1e-14)
+    np.testing.assert_allclose(
+        jnp.concatenate([first.losses, second.losses]), whole.losses, rtol=1e-14
+    )
+
+
+def test_array_data_indexed_by_step_and_length_checked():
+    data = {"target": jnp.arange(10.0).reshape(5, 2)}
+
+    def batch_loss(w, batch):
+        return jnp.sum((w - batch["target"]) ** 2)
+
+    run = unroll(aj.sgd(0.5), W0, batch_loss, data)
+    # lr 0.5 on (w - x)^2 jumps exactly to x: the last target.
+    np.testing.assert_allclose(run.params, data["target"][-1])
+    with pytest.raises(ValueError, match="num_steps=4"):
+        unroll(aj.sgd(0.5), W0, batch_loss, data, num_steps=4)
+    with pytest.raises(ValueError, match="num_steps is required"):
+        unroll(aj.sgd(0.5), W0, loss)
+
+
+def test_unknown_mode_and_remat_are_rejected():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        aj.meta.hypergradient(OBJECTIVE, aj.sgd(0.1), mode="backward")
+    with pytest.raises(ValueError, match="remat must be one of"):
+        unroll(aj.sgd(0.1), W0, loss, num_steps=2, remat="binomial")
