@@ -167,8 +167,9 @@ def tables(payload: dict[str, Any]) -> str:
         [
             f"### One Adam step, {size:,} float32 parameters",
             "",
-            f"In-place triad bandwidth in this run: numpy {bw['numpy'] / 1e9:.1f} GB/s, "
-            f"jitted JAX {bw['jax'] / 1e9:.1f} GB/s. Roofline for 28 bytes/param: "
+            "In-place bandwidth (a += b) in this run: "
+            + ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in bw.items())
+            + f". Roofline for 28 bytes/param at the fastest: "
             f"{28 * size / roofline_bw * 1e3:.2f} ms.",
             "",
             markdown_table(header, body),

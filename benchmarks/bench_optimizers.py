@@ -103,7 +103,7 @@ def candidates_for(name: str, factory, kwargs, size: int):
 
 def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
     exponents = QUICK_EXPONENTS if quick else FULL_EXPONENTS
-    repeats = repeats or (5 if quick else 9)
+    repeats = repeats or (5 if quick else 11)
     catalog = named_optimizers()
     info = machine()
     bandwidth = triad_bandwidth(1 << max(exponents), repeats)
@@ -169,8 +169,9 @@ def tables(payload: dict[str, Any]) -> str:
         "",
         f"### At 2^{max(exponents)} parameters: milliseconds per step and fraction of roofline",
         "",
-        f"In-place bandwidth measured in this run: numpy {bw['numpy'] / 1e9:.1f} GB/s, "
-        f"jitted JAX {bw['jax'] / 1e9:.1f} GB/s; the roofline uses the larger.",
+        "In-place bandwidth (a += b) measured in this run: "
+        + ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in bw.items())
+        + "; the roofline uses the largest.",
         "",
         markdown_table(
             [

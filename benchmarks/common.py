@@ -51,7 +51,7 @@ class Candidate:
 
 
 def time_interleaved(
-    candidates: list[Candidate], repeats: int, min_sample_s: float = 0.005
+    candidates: list[Candidate], repeats: int, min_sample_s: float = 0.02
 ) -> dict[str, float]:
     """Median seconds per step of each candidate, sampled in turn ``repeats`` times."""
     calls = {}
@@ -68,10 +68,11 @@ def time_interleaved(
 
 
 def triad_bandwidth(size: int, repeats: int) -> dict[str, float]:
-    """In-place bandwidth (bytes/s) of ``a += b`` on ``size`` float32: numpy and jitted JAX.
+    """In-place bandwidth (bytes/s) of ``a += b`` on ``size`` float32, three ways.
 
-    12 bytes move per element (read a, read b, write a).  The JAX version donates
-    ``a`` so the write is in place, as an optimizer step's is.
+    12 bytes move per element (read a, read b, write a).  numpy runs on one core;
+    the jitted JAX version (``a`` donated, so the write is in place, as an optimizer
+    step's is) and torch's ``add_`` use every core.  The roofline is the fastest.
     """
     a = np.random.default_rng(0).random(size, dtype=np.float32)
     b = np.random.default_rng(1).random(size, dtype=np.float32)
@@ -87,7 +88,19 @@ def triad_bandwidth(size: int, repeats: int) -> dict[str, float]:
         state["x"] = add(state["x"], state["y"])
         return state["x"]
 
-    times = time_interleaved([Candidate("numpy", numpy_step), Candidate("jax", jax_step)], repeats)
+    candidates = [Candidate("numpy", numpy_step), Candidate("jax", jax_step)]
+    try:
+        import torch
+
+        ta, tb = torch.from_numpy(a.copy()), torch.from_numpy(b.copy())
+
+        def torch_step():
+            ta.add_(tb)
+
+        candidates.append(Candidate("torch", torch_step))
+    except ImportError:
+        pass
+    times = time_interleaved(candidates, repeats)
     return {name: 12 * size / seconds for name, seconds in times.items()}
 
 

@@ -62,10 +62,12 @@ def finite_difference_gradient(tx):
     directions = jnp.diag(steps)
     # x+h with x-h (central), or x+h with x+2h (one-sided) for each coordinate.
     second = jnp.where(at_zero[:, None], 2 * directions, -directions)
-    values = jax.vmap(objective_at)(jnp.concatenate([flat + directions, flat + second]))
-    plus, other = jnp.split(values, 2)
+    points = jnp.concatenate([flat + directions, flat + second, flat[None]])
+    values = jax.vmap(objective_at)(points)
+    k = flat.size
+    plus, other, center = values[:k], values[k : 2 * k], values[-1]
     central = (plus - other) / (2 * steps)
-    one_sided = (-3 * objective_at(flat) + 4 * plus - other) / (2 * steps)
+    one_sided = (-3 * center + 4 * plus - other) / (2 * steps)
     return jnp.where(at_zero, one_sided, central)
 
 
@@ -108,10 +110,15 @@ def test_zero_gradient_coordinate_stays_put_and_unroll_matches_a_python_loop():
     tx = aj.adam(0.02)
     run = unroll(tx, W0, loss, num_steps=NUM_STEPS)
     params, state, expected_losses = W0, tx.init(W0), []
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return aj.apply_updates(params, updates), state
+
     for _ in range(NUM_STEPS):
         expected_losses.append(loss(params))
-        updates, state = tx.update(jax.grad(loss)(params), state, params)
-        params = aj.apply_updates(params, updates)
+        params, state = step(params, state)
     assert run.params[1] == 0.0
     np.testing.assert_allclose(run.params, params, rtol=1e-13)
     np.testing.assert_allclose(run.losses, jnp.stack(expected_losses), rtol=1e-13)
@@ -119,23 +126,26 @@ def test_zero_gradient_coordinate_stays_put_and_unroll_matches_a_python_loop():
 
 
 @pytest.mark.parametrize("remat", ["step", "sqrt", "recursive"])
-def test_remat_schemes_give_identical_unrolls_and_gradients(remat):
-    # 13 steps: the nested schemes run uneven blocks and remainders.
-    batches = jnp.linspace(0.5, 1.5, 2 * 13).reshape(13, 2)
+@pytest.mark.parametrize("length", [13, 16])
+def test_checkpointed_scans_match_lax_scan_values_and_gradients(remat, length):
+    # 13 steps: uneven blocks and remainders; 16: exact powers and squares.
+    xs = jnp.linspace(0.5, 1.5, 2 * length).reshape(length, 2)
 
-    def batch_loss(w, x):
-        return jnp.sum((w - x) ** 2 + 0.1 * w**4)
+    def run(carry, rate, scheme):
+        def body(c, x):
+            c = c - rate * jnp.sin(c * x) + 0.1 * x
+            return c, jnp.sum(c**2)
 
-    def final_loss(tx, remat):
-        run = unroll(tx, W0, batch_loss, batches, remat=remat)
-        return jnp.sum(run.params**2) + jnp.sum(run.losses), run
+        final, ys = aj.meta.checkpointed_scan(body, carry, xs, length, scheme)
+        return jnp.sum(final**3) + jnp.sum(ys), ys
 
-    tx = aj.sgd(0.05, momentum=0.5)
-    (value, run), grads = jax.value_and_grad(final_loss, has_aux=True)(tx, remat)
-    (plain_value, plain), plain_grads = jax.value_and_grad(final_loss, has_aux=True)(tx, None)
-    np.testing.assert_array_equal(run.params, plain.params)
-    np.testing.assert_array_equal(run.losses, plain.losses)
-    np.testing.assert_allclose(as_vector(grads), as_vector(plain_grads), rtol=1e-10)
+    start, rate = jnp.array([0.3, -0.2]), jnp.asarray(0.7)
+    grad = jax.jit(jax.grad(run, argnums=(0, 1), has_aux=True), static_argnums=2)
+    (d_start, d_rate), ys = grad(start, rate, remat)
+    (plain_d_start, plain_d_rate), plain_ys = grad(start, rate, None)
+    np.testing.assert_array_equal(ys, plain_ys)
+    np.testing.assert_allclose(d_start, plain_d_start, rtol=1e-12)
+    np.testing.assert_allclose(d_rate, plain_d_rate, rtol=1e-12)
 
 
 def test_callable_data_sees_steps_counted_from_the_state():

@@ -25,7 +25,7 @@ ScalarOrSchedule = Scalar | Schedule
 def value_at(hyperparameter: Any, step: jax.Array) -> Any:
     """The hyperparameter's value at 0-based ``step``: call it if it is a schedule."""
     if callable(hyperparameter):
-        value = hyperparameter(step)
+        value: Any = hyperparameter(step)
         if jnp.ndim(value) != 0:
             raise ValueError(
                 f"a schedule must return a scalar, got shape {jnp.shape(value)} from {hyperparameter!r}"

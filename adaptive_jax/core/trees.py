@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.core import Tracer
 
 
 class TreeMismatchError(ValueError):
@@ -173,7 +174,7 @@ def zeros_like(tree: Any, dtype: Any = None) -> Any:
             return jnp.zeros(x.shape, leaf_dtype, device=x.sharding)
         # Only committed arrays pass their placement on: committed state next to
         # uncommitted parameters makes jit compile the first step twice.
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed:
+        if isinstance(x, jax.Array) and not isinstance(x, Tracer) and x.committed:
             return jnp.zeros_like(x, leaf_dtype, device=x.sharding)
         return jnp.zeros_like(x, leaf_dtype)
 

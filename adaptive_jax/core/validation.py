@@ -15,11 +15,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 def _check_schedule_shape(name: str, schedule: Any) -> None:
     """Raise ``ValueError`` if ``schedule(0)`` is abstractly known not to be a scalar."""
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(schedule)):
+    if any(isinstance(x, Tracer) for x in jax.tree_util.tree_leaves(schedule)):
         return
     try:
         out = jax.eval_shape(schedule, jax.ShapeDtypeStruct((), jnp.int32))
@@ -42,7 +43,7 @@ def _concrete_values(name: str, value: Any) -> list[float] | None:
         if callable(leaf):
             _check_schedule_shape(name, leaf)
             continue
-        if isinstance(leaf, jax.core.Tracer):
+        if isinstance(leaf, Tracer):
             return None
         try:
             array = np.asarray(leaf)

@@ -6,15 +6,15 @@ Rematerialisation (``jax.checkpoint``) trades memory for recomputation.  Every s
 below computes exactly the same numbers; they differ only in what the backward pass
 keeps and what it recomputes:
 
-========== ====================================== =============================================
-scheme     stored during the forward sweep        extra forward work in the backward sweep
-========== ====================================== =============================================
-``None``   :math:`T` steps' residuals              none
-``"step"`` :math:`T` carries (params + opt state)  one forward step per step (:math:`1\times`)
-``"sqrt"`` :math:`\approx\sqrt T` carries, then    one pass (:math:`1\times`)
-           :math:`\approx\sqrt T` steps' residuals
-``"recursive"`` :math:`2\log_2 T` carries          :math:`\lceil\log_2 T\rceil` passes
-========== ====================================== =============================================
+================= ======================================= =====================================
+scheme            stored during the forward sweep         extra forward work in the backward
+================= ======================================= =====================================
+``None``          :math:`T` steps' residuals              none
+``"step"``        :math:`T` carries (params + opt state)  one pass (:math:`1\times`)
+``"sqrt"``        :math:`\approx\sqrt T` carries, then    one pass (:math:`1\times`)
+                  :math:`\approx\sqrt T` steps' residuals
+``"recursive"``   :math:`2\log_2 T` carries               about :math:`\log_2 T` passes
+================= ======================================= =====================================
 
 ``"sqrt"`` is a two-level nested scan: :math:`\lfloor\sqrt T\rfloor` blocks whose
 bodies are checkpointed, so only block-boundary carries are stored and each block is
@@ -24,8 +24,10 @@ re-run (storing its own residuals) when the backward sweep reaches it (Chen et a
 ``"recursive"`` is bisection checkpointing, a simple variant of Griewank's binomial
 scheme (Griewank, "Achieving logarithmic growth of temporal and spatial complexity in
 reverse automatic differentiation", 1992): the scan is split into two checkpointed
-halves, each half again into two, down to single steps.  The traced program has
-:math:`O(\log T)` nested scans (not :math:`T` unrolled calls), so it compiles fast.
+halves, each half again into two, down to blocks of at most two steps.  The traced
+program has :math:`O(\log T)` nested scans (not :math:`T` unrolled calls), so it
+compiles fast.
+(A carry is the scan's state: here the parameters and the optimizer state.)
 
 A remainder that does not divide evenly is run as one extra checkpointed plain scan
 of fewer steps than a block.

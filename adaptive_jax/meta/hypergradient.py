@@ -16,11 +16,11 @@ argument picks how it is computed, never what:
     the objectives built by :func:`unrolled_objective` do.
 ``"forward"``
     forward mode: one ``jax.jvp`` per hyperparameter, all :math:`k` of them batched
-    with ``vmap`` through a single sweep.  Memory does not depend on :math:`T` and the
-    cost is about :math:`1 + k` forward passes (forward-mode hypergradients:
-    Franceschi et al., "Forward and Reverse Gradient-Based Hyperparameter
-    Optimization", ICML 2017; Micaelli & Storkey, "Gradient-based Hyperparameter
-    Optimization Over Long Horizons", NeurIPS 2021).  The right choice for a handful
+    with ``vmap`` through a single sweep.  Memory does not depend on :math:`T`; the
+    cost is one forward pass plus one to two per hyperparameter (forward-mode
+    hypergradients: Franceschi et al., "Forward and Reverse Gradient-Based
+    Hyperparameter Optimization", ICML 2017; Micaelli & Storkey, "Gradient-based
+    Hyperparameter Optimization Over Long Horizons", NeurIPS 2021).  The right choice for a handful
     of hyperparameters over a long horizon.
 
 Only real floating-point leaves (and Python numbers) are differentiated; integer and

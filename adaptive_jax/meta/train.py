@@ -93,7 +93,7 @@ def as_estimator(objective: Any, mode: str = "reverse") -> Any:
             raise ValueError(f"mode={mode!r} applies to a meta-loss function, not to an estimator")
         return objective
     if callable(objective):
-        return ExactMetaGradient(objective, mode)
+        return ExactMetaGradient(objective, mode)  # pyright: ignore[reportArgumentType]
     raise TypeError(
         "meta_train needs a meta-loss function or an estimator with init/estimate, "
         f"got {objective!r}"

@@ -16,9 +16,12 @@ they stay in cache): for block :math:`b`,
 
 inside one ``lax.fori_loop`` on the donated buffers.  Each block is read from
 memory once and written once; the intermediate loops re-read it from cache.  This
-is exact — bit for bit — only when the update is *elementwise* (element :math:`k` of
-every output depends on element :math:`k` of the inputs and on scalars), which
-:func:`blocking_problems` checks on the update's jaxpr before the path is taken.
+computes the same arithmetic only when the update is *elementwise* (element
+:math:`k` of every output depends on element :math:`k` of the inputs and on
+scalars), which :func:`blocking_problems` checks on the update's jaxpr before the
+path is taken.  The rounding may differ in the last bits: the blocked loop fuses the
+moment updates into the parameter update, where LLVM may contract ``a*b+c`` into a
+fused multiply-add that the plain path's separate loops do not.
 
 Opt-in (``apply_step(..., block_size=DEFAULT_BLOCK_SIZE)``): on the 2-core CPU of
 ``benchmarks/README.md`` the saving in bytes is eaten by the fixed cost of each loop
@@ -118,8 +121,8 @@ def blocked_step(
         )
 
     def merge(buffers: list[Any], scalars: list[Any]) -> list[Any]:
-        buffers, scalars = iter(buffers), iter(scalars)
-        return [next(buffers) if b else next(scalars) for b in is_buffer]
+        next_buffer, next_scalar = iter(buffers), iter(scalars)
+        return [next(next_buffer) if b else next(next_scalar) for b in is_buffer]
 
     def step(start: Any, size: int, p_bufs: list[Any], s_bufs: list[Any]):
         def take(x):

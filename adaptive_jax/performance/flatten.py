@@ -187,8 +187,8 @@ def flatten(tx: Any, check: bool = True) -> Flattened:
         >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
         >>> tx = aj.flatten(aj.adam(0.1))
         >>> state = tx.init(params)
-        >>> state.inner[0].mu.buffers["float32"].shape  # one buffer for both leaves
-        (9,)
+        >>> state.inner[0].mu.buffers["float32"].shape  # both leaves, padded to 128
+        (128,)
         >>> updates, state = tx.update(params, state, params)
         >>> [[round(u, 6) for u in row] for row in updates["w"].tolist()]
         [[-0.1, -0.1, -0.1], [-0.1, -0.1, -0.1]]

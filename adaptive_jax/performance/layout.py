@@ -8,7 +8,12 @@ separate loop with its own launch cost.  Concatenating the leaves of each dtype,
    \mathrm{buffer}_d = [\,\mathrm{vec}(\theta_{i_1}),\ \mathrm{vec}(\theta_{i_2}),\ \dots\,]
    \quad \text{over the leaves } i_k \text{ of dtype } d \text{ (in tree order)},
 
-turns the update into one loop per dtype whatever :math:`n` is.  :class:`FlatLayout`
+turns the update into one loop per dtype whatever :math:`n` is.  Each buffer is
+padded with zeros to a multiple of :data:`ALIGNMENT` elements: XLA's CPU loops run
+about five times slower on a length that is not a multiple of the vector width
+(measured in ``benchmarks/README.md``).  The padding is never visible in the tree; an
+elementwise optimizer keeps it at zero (zero gradient, zero state, zero update), and
+sums and norms do not see it.  :class:`FlatLayout`
 records where each leaf lives; :class:`FlatParams` is a pytree whose only leaves
 are those buffers and which views them as the original tree on demand
 (:meth:`FlatParams.tree`).  Because the view is differentiable (its transpose is a
@@ -27,6 +32,9 @@ import numpy as np
 
 from adaptive_jax.core.pytree import pytree_dataclass, static_field
 
+#: Buffer lengths are rounded up to a multiple of this many elements (512 B of float32).
+ALIGNMENT = 128
+
 
 @dataclasses.dataclass(frozen=True)
 class FlatLayout:
@@ -34,7 +42,8 @@ class FlatLayout:
 
     ``groups`` are the dtype names in order of first appearance; leaf ``i`` of the
     tree has shape ``shapes[i]`` and occupies ``[offsets[i], offsets[i] + size)`` of
-    buffer ``groups.index(leaf_groups[i])``.
+    buffer ``groups.index(leaf_groups[i])``.  Buffer ``k`` holds ``group_sizes[k]``
+    elements of data followed by zeros up to ``buffer_sizes[k]``.
     """
 
     treedef: Any
@@ -43,6 +52,7 @@ class FlatLayout:
     offsets: tuple[int, ...]
     groups: tuple[str, ...]
     group_sizes: tuple[int, ...]
+    buffer_sizes: tuple[int, ...]
 
     @classmethod
     def of(cls, tree: Any) -> FlatLayout:
@@ -56,7 +66,9 @@ class FlatLayout:
         for shape, group in zip(shapes, leaf_groups):
             offsets.append(filled[group])
             filled[group] += int(np.prod(shape, dtype=np.int64))
-        return cls(treedef, shapes, leaf_groups, tuple(offsets), groups, tuple(filled.values()))
+        sizes = tuple(filled.values())
+        padded = tuple(-(-n // ALIGNMENT) * ALIGNMENT for n in sizes)
+        return cls(treedef, shapes, leaf_groups, tuple(offsets), groups, sizes, padded)
 
     @property
     def num_leaves(self) -> int:
@@ -70,18 +82,20 @@ class FlatLayout:
                 f"this layout describes a tree with {self.num_leaves} leaves, got {len(leaves)}"
             )
         buffers = {}
-        for group in self.groups:
+        for group, size, padded in zip(self.groups, self.group_sizes, self.buffer_sizes):
             parts = [jnp.ravel(leaf) for leaf, g in zip(leaves, self.leaf_groups) if g == group]
+            if padded > size:
+                parts.append(jnp.zeros(padded - size, parts[0].dtype))
             buffers[group] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
         return FlatParams(buffers, self)
 
     def unravel(self, buffers: dict[str, jax.Array]) -> Any:
         """The pytree view of ``buffers``: each leaf a reshaped piece of its dtype's buffer."""
         pieces: dict[str, list[jax.Array]] = {}
-        for group in self.groups:
+        for group, size, padded in zip(self.groups, self.group_sizes, self.buffer_sizes):
             members = [i for i, g in enumerate(self.leaf_groups) if g == group]
             # One split (not one slice per leaf): its transpose is a single concatenation.
-            cuts = [self.offsets[i] for i in members[1:]]
+            cuts = [self.offsets[i] for i in members[1:]] + ([size] if padded > size else [])
             pieces[group] = jnp.split(buffers[group], cuts) if cuts else [buffers[group]]
         taken = dict.fromkeys(self.groups, 0)
         leaves = []
@@ -104,11 +118,11 @@ class FlatParams:
         >>> import adaptive_jax as aj
         >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
         >>> flat = aj.ravel_params(params)
-        >>> {group: buffer.shape for group, buffer in flat.buffers.items()}
-        {'float32': (9,)}
+        >>> {group: buffer.shape for group, buffer in flat.buffers.items()}  # 9 + padding
+        {'float32': (128,)}
         >>> grads = jax.grad(lambda f: jnp.sum(f.tree()["w"] ** 2))(flat)
-        >>> grads.buffers["float32"].tolist()  # b first (dict keys are sorted), then w
-        [0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+        >>> grads.buffers["float32"][:10].tolist()  # b first (dict keys are sorted), then w
+        [0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.0]
     """
 
     buffers: dict[str, jax.Array]

@@ -47,13 +47,14 @@ def apply_step(
     block_size: int | None = None,
     check_layout: bool = True,
 ) -> tuple[PyTree, PyTree]:
-    """``params + tx.update(grads, opt_state, params)``, blocked where exact: ``(params, opt_state)``.
+    """``params + tx.update(grads, opt_state, params)``; returns ``(params, opt_state)``.
 
     The traceable body of :func:`update_step` (call it inside your own jitted step).
-    With ``block_size`` (e.g. :data:`~adaptive_jax.performance.blocked.DEFAULT_BLOCK_SIZE`)
-    an elementwise update of 1-D buffers runs block by block (same numbers, bit for bit).  With :class:`FlatParams` and ``check_layout``,
-    raises :class:`~adaptive_jax.performance.FlatLayoutError` if ``tx`` would give other
-    numbers on flat buffers than on the tree.
+    With ``block_size`` (e.g. ``blocked.DEFAULT_BLOCK_SIZE``) an elementwise update of
+    1-D buffers runs block by block (the same arithmetic; XLA may round it differently
+    where it contracts ``a*b+c`` into a fused multiply-add).  With :class:`FlatParams`
+    and ``check_layout``, raises :class:`~adaptive_jax.performance.FlatLayoutError` if
+    ``tx`` would give other numbers on flat buffers than on the tree.
     """
     if check_layout and isinstance(params, FlatParams):
         check_flat_layout(tx, params.layout.groups, "update_step")
@@ -69,32 +70,39 @@ def apply_step(
     return apply_updates(params, updates), opt_state
 
 
+_TRACER = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
+
+
 class DonatingStep:
     """``fn(tx, *args)`` jit-compiled with ``args[i]`` donated for ``i`` in ``donate``.
 
-    A transformation is a pytree; flattening it on every call costs more than a small
-    step itself, so the last few transformations seen are kept flattened (by
-    identity: transformations are immutable) and their leaves passed as arrays.  A
-    new hyperparameter value is a new leaf value: no recompilation.  A foreign
-    (optax) transformation is compiled in as a constant.
+    Dispatch costs more than a small step itself, so the transformation is prepared
+    once and reused while the same object comes back (transformations are
+    immutable): its pytree is flattened, and its scalar hyperparameters are packed
+    into one array per dtype, so the compiled step takes two or three small arrays
+    instead of one argument per hyperparameter.  A new hyperparameter value is a new
+    array value: no recompilation.  A foreign (optax) transformation is compiled in
+    as a constant.
     """
 
     _CACHED = 8
 
     def __init__(self, fn: Callable[..., Any], donate: tuple[int, ...]):
         self._fn = fn
-        self._donate = tuple(i + 1 for i in donate)  # after tx (or its leaves)
-        self._by_treedef: dict[Any, Callable[..., Any]] = {}
+        self._donate = tuple(i + 1 for i in donate)  # after the packed hyperparameters
+        self._compiled: dict[Any, Callable[..., Any]] = {}
         self._recent: OrderedDict[int, tuple[Any, list[Any], Callable[..., Any]]] = OrderedDict()
+        self._last: tuple[Any, list[Any], Callable[..., Any]] | None = None
 
-    def _compiled_for(self, treedef: Any) -> Callable[..., Any]:
-        if treedef not in self._by_treedef:
+    def _compiled_for(self, treedef: Any, plan: Any) -> Callable[..., Any]:
+        key = (treedef, plan)
+        if key not in self._compiled:
 
-            def call(leaves, *args):
-                return self._fn(_unflatten(treedef, leaves), *args)
+            def call(packed, *args):
+                return self._fn(_unflatten(treedef, _unpack(packed, plan)), *args)
 
-            self._by_treedef[treedef] = jax.jit(call, donate_argnums=self._donate)
-        return self._by_treedef[treedef]
+            self._compiled[key] = jax.jit(call, donate_argnums=self._donate)
+        return self._compiled[key]
 
     def _lookup(self, tx: Any) -> tuple[Any, list[Any], Callable[..., Any]] | None:
         entry = self._recent.get(id(tx))
@@ -102,22 +110,55 @@ class DonatingStep:
             return entry
         if isinstance(tx, Transform):
             leaves, treedef = jax.tree_util.tree_flatten(tx)
-            if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            if any(isinstance(leaf, _TRACER) for leaf in leaves):
                 return None
-            entry = (tx, [jnp.asarray(leaf) for leaf in leaves], self._compiled_for(treedef))
+            packed, plan = _pack(leaves)
+            entry = (tx, packed, self._compiled_for(treedef, plan))
         else:  # optax: functions in closures; the transformation itself is the program
-            entry = (tx, [], self._compiled_for(_Constant(tx)))
+            entry = (tx, [], self._compiled_for(_Constant(tx), None))
         self._recent[id(tx)] = entry
         while len(self._recent) > self._CACHED:
             self._recent.popitem(last=False)
         return entry
 
     def __call__(self, tx: Any, *args: Any) -> Any:
+        last = self._last
+        if last is not None and last[0] is tx:  # the common case: the same optimizer again
+            return last[2](last[1], *args)
         entry = self._lookup(tx)
-        if entry is None:  # traced hyperparameters: an ordinary nested jit
-            return jax.jit(self._fn, donate_argnums=self._donate)(tx, *args)
-        _, leaves, compiled = entry
-        return compiled(leaves, *args)
+        self._last = entry
+        if entry is None:  # traced hyperparameters: already inside a trace, nothing to donate
+            return self._fn(tx, *args)
+        _, packed, compiled = entry
+        return compiled(packed, *args)
+
+
+def _pack(leaves: list[Any]) -> tuple[list[jax.Array], Any]:
+    """Scalars stacked into one array per (dtype, weak type); other leaves as they are."""
+    arrays = [jnp.asarray(leaf) for leaf in leaves]
+    groups: dict[Any, list[int]] = {}
+    singles = []
+    for index, array in enumerate(arrays):
+        if array.shape == ():
+            groups.setdefault((array.dtype, array.weak_type), []).append(index)
+        else:
+            singles.append(index)
+    packed = [jnp.stack([arrays[i] for i in indices]) for indices in groups.values()]
+    plan = (tuple(tuple(indices) for indices in groups.values()), tuple(singles), len(arrays))
+    return packed + [arrays[i] for i in singles], plan
+
+
+def _unpack(packed: list[jax.Array], plan: Any) -> list[Any]:
+    if plan is None:
+        return []
+    groups, singles, count = plan
+    leaves: list[Any] = [None] * count
+    for stacked, indices in zip(packed, groups):
+        for row, index in enumerate(indices):
+            leaves[index] = stacked[row]
+    for value, index in zip(packed[len(groups) :], singles):
+        leaves[index] = value
+    return leaves
 
 
 class _Constant:
@@ -140,7 +181,7 @@ def _unflatten(treedef: Any, leaves: list[Any]) -> Any:
 
 
 update_step = DonatingStep(apply_step, donate=(0, 1))
-update_step.__doc__ = """``update_step(tx, params, opt_state, grads) -> (params, opt_state)``, jitted.
+update_step.__doc__ = """Jitted ``update_step(tx, params, opt_state, grads) -> (params, state)``.
 
 ``params`` and ``opt_state`` are donated: do not use the arrays you passed in after
 the call.  They come first, in the order they are returned, because JAX pairs donated
@@ -185,14 +226,9 @@ def make_train_step(
     """
 
     def train(tx, params, opt_state, *batch):
-        if isinstance(params, FlatParams):
-
-            def objective(flat):
-                return loss_fn(flat.tree(), *batch)
-        else:
-
-            def objective(tree):
-                return loss_fn(tree, *batch)
+        def objective(params):
+            tree = params.tree() if isinstance(params, FlatParams) else params
+            return loss_fn(tree, *batch)
 
         value, grads = jax.value_and_grad(objective, has_aux=has_aux)(params)
         params, opt_state = apply_step(tx, params, opt_state, grads, block_size)
