@@ -23,11 +23,14 @@ path is taken.  The rounding may differ in the last bits: the blocked loop fuses
 moment updates into the parameter update, where LLVM may contract ``a*b+c`` into a
 fused multiply-add that the plain path's separate loops do not.
 
-Opt-in (``apply_step(..., block_size=DEFAULT_BLOCK_SIZE)``): on the 2-core CPU of
-``benchmarks/README.md`` the saving in bytes is eaten by the fixed cost of each loop
-iteration (five kernels, a few microseconds each), and blocked and plain steps run
-at the same speed; larger blocks spill the L2 cache and run slower.  Measure on
-your machine with ``python -m benchmarks.run``.
+Opt-in (``apply_step(..., block_size=DEFAULT_BLOCK_SIZE)``): on the quiet 2-core CPU
+of ``benchmarks/README.md`` the saving in bytes is outweighed by the fixed cost of
+each loop iteration (five kernels, a few microseconds each) and by running each
+block's kernels on fewer threads: the plain step is faster from 2^18 parameters up.
+Only when other processes load the cores does the blocked step win (by about 20%),
+because the plain step's loops, split over both cores, wait for their slower half.
+Larger blocks spill the L2 cache and run slower.  Measure on your machine with
+``python -m benchmarks.run --only adam_step``.
 """
 
 from __future__ import annotations

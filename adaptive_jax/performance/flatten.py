@@ -9,8 +9,10 @@ updates back into the tree:
 
 so the state (Adam's :math:`m` and :math:`v`, ...) lives in one buffer per dtype and
 XLA compiles one loop per dtype instead of one per leaf: compile time stops growing
-with the number of leaves.  The numbers are those of ``tx`` on the tree, bit for bit,
-whenever ``tx`` is elementwise (Adam, SGD, RMSProp, Lion, ...).
+with the number of leaves.  The numbers are those of ``tx`` on the tree, bit for bit
+op by op, whenever ``tx`` is elementwise (Adam, SGD, RMSProp, Lion, ...); under
+``jax.jit`` XLA fuses the two programs differently and may round the last bit
+differently where it contracts ``a*b+c`` into a fused multiply-add.
 
 What cannot be flat, and is refused with a ``ValueError`` when the step is traced:
 
