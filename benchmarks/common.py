@@ -2,10 +2,12 @@
 
 Timing rules (every benchmark follows them):
 
-* candidates are timed **interleaved** — one sample of each in turn, repeated — so a
-  burst of load from another process hits all of them alike;
+* candidates are timed **interleaved** — one sample of each in turn, repeated, the
+  order rotated each round — so a burst of load from another process hits all of
+  them alike;
 * a sample is the wall-clock time of ``calls`` consecutive steps divided by ``calls``
-  (chosen so a sample lasts a few milliseconds), ending in ``block_until_ready``;
+  (the same for every candidate, at least 3, chosen so the fastest candidate's sample
+  lasts 20 ms), ending in ``block_until_ready``;
 * the reported figure is the **median** of the samples; ratios are of medians.
 
 Nothing here asserts anything about time.
@@ -54,16 +56,21 @@ def time_interleaved(
     candidates: list[Candidate], repeats: int, min_sample_s: float = 0.02
 ) -> dict[str, float]:
     """Median seconds per step of each candidate, sampled in turn ``repeats`` times."""
-    calls = {}
-    for candidate in candidates:  # warm up (compile) and size the samples
+    once = {}
+    for candidate in candidates:  # warm up (compile), then time one step
         candidate.step()
         start = time.perf_counter()
         jax.block_until_ready(candidate.step())
-        once = max(time.perf_counter() - start, 1e-6)
-        calls[candidate.name] = max(1, min(200, int(min_sample_s / once)))
-    for _ in range(repeats):
-        for candidate in candidates:
-            candidate.sample(calls[candidate.name])
+        once[candidate.name] = max(time.perf_counter() - start, 1e-6)
+    # The same number of steps per sample for every candidate (enough for the fastest to
+    # last ``min_sample_s``, at least 3): a sample's final synchronisation and the
+    # overlap of consecutive dispatches then weigh alike on all of them.
+    calls = max(3, min(200, int(min_sample_s / min(once.values()))))
+    for repeat in range(repeats):
+        # Rotate the order, so no candidate always runs right after the same other one.
+        shift = repeat % len(candidates)
+        for candidate in candidates[shift:] + candidates[:shift]:
+            candidate.sample(calls)
     return {candidate.name: candidate.median for candidate in candidates}
 
 
