@@ -5,9 +5,11 @@ interleaved with the others and with an in-place triad that measures the memory
 bandwidth in the same run.  Rows:
 
 * optax.adam in a jitted step without / with buffer donation;
-* adaptive_jax's Adam in a user-written jitted step without donation, through
-  ``aj.update_step`` (donated; the recommended step), cache-blocked, and with
-  bfloat16 moments (20 bytes per parameter instead of 28);
+* adaptive_jax's Adam in a user-written jitted step without donation; through
+  ``aj.update_step`` (donated; the recommended step: on one CPU device the whole step
+  is one generated native loop, :mod:`adaptive_jax.performance.native`); the same
+  donated step on XLA's own loops; cache-blocked; and with bfloat16 moments (20 bytes
+  per parameter instead of 28);
 * torch.optim.Adam with ``fused=True`` and with ``foreach=True``.
 
 Each row reports the loop kernels XLA emitted (fusions in the entry computation),
@@ -88,14 +90,16 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
     )
 
-    def via(step_fn, tx, name, bytes_per_param, block_size=None):
+    def via(step_fn, tx, name, bytes_per_param, block_size=None, native=True):
         box = {"params": start + 0.0, "state": tx.init(start)}
 
         def step():
             box["params"], box["state"] = step_fn(tx, box["params"], box["state"], grads)
             return box["params"]
 
-        body = jax.jit(lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=block_size))
+        body = jax.jit(
+            lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=block_size, native=native)
+        )
         lowered = body.lower(tx, box["params"], box["state"], grads)
         rows[name] = {
             "kernels": count_kernels(lowered.compile()),
@@ -104,12 +108,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         return Candidate(name, step)
 
     blocked = aj.performance.DonatingStep(
-        lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=DEFAULT_BLOCK_SIZE), donate=(0, 1)
+        lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=DEFAULT_BLOCK_SIZE),
+        donate=(0, 1),
+        native=False,
     )
     candidates.append(via(aj.update_step, tx, "aj.adam, aj.update_step (recommended)", 28))
+    xla_loops = aj.performance.DonatingStep(aj.apply_step, donate=(0, 1), native=False)
+    candidates.append(via(xla_loops, tx, "aj.adam, update_step on XLA's loops", 28, native=False))
     candidates.append(
         via(
-            blocked, tx, f"aj.adam, blocked ({DEFAULT_BLOCK_SIZE} elements)", 28, DEFAULT_BLOCK_SIZE
+            blocked,
+            tx,
+            f"aj.adam, blocked ({DEFAULT_BLOCK_SIZE} elements)",
+            28,
+            DEFAULT_BLOCK_SIZE,
+            native=False,
         )
     )
     low = aj.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
@@ -160,9 +173,18 @@ def tables(payload: dict[str, Any]) -> str:
                 row["bytes_per_param"],
                 f"{row['bytes_per_param'] * size / row['seconds'] / 1e9:.1f}",
                 fmt_ratio(row["roofline_fraction"]),
+                fmt_ratio(row["bytes_per_param"] * size / bw["jax"] / row["seconds"]),
             ]
         )
-    header = ["step", "ms", "kernels", "bytes/param", "GB/s moved", "fraction of roofline"]
+    header = [
+        "step",
+        "ms",
+        "kernels",
+        "bytes/param",
+        "GB/s moved",
+        "fraction of roofline",
+        "fraction of XLA-buffer triad",
+    ]
     return "\n".join(
         [
             f"### One Adam step, {size:,} float32 parameters",

@@ -149,10 +149,10 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
 
 
 def count_kernels(compiled: Any) -> int:
-    """Loop kernels XLA emitted for a compiled step: the fusions of its entry computation."""
+    """Kernels of a compiled step: fusions, loops and custom calls of its entry computation."""
     text = compiled.as_text()
     entry = text[text.index("\nENTRY") :]
-    return len(re.findall(r"\bfusion\(", entry)) + len(re.findall(r"\bwhile\(", entry))
+    return sum(len(re.findall(rf"\b{op}\(", entry)) for op in ("fusion", "while", "custom-call"))
 
 
 def fmt_ms(seconds: float | None) -> str:

@@ -191,3 +191,23 @@ def test_population_sharded_one_group_per_device():
     assert {shard.data.shape for shard in result.addressable_shards} == {(2,)}
     expected = np.array([final_loss(r) for r in np.asarray(rates)])
     np.testing.assert_allclose(np.asarray(result), expected, rtol=1e-12)
+
+
+def test_update_step_keeps_a_sharded_flat_buffer_sharded():
+    # One large buffer, as the native CPU kernel would take it on one device: sharded,
+    # update_step must keep XLA's partitioned loops (a custom call would gather it).
+    mesh = jax.make_mesh((8,), ("data",))
+    sharding = NamedSharding(mesh, P("data"))
+    size = 8 * 16384
+    tx = aj.adam(1e-2)
+    params = jax.device_put(jnp.linspace(-1.0, 1.0, size), sharding)
+    grads = jax.device_put(jnp.sin(jnp.arange(size, dtype=jnp.float64)), sharding)
+    local = np.array(params)  # a copy: params is donated below
+    expected, _ = tx.update(jnp.asarray(np.asarray(grads)), tx.init(jnp.asarray(local)), local)
+    new_params, new_state = aj.update_step(tx, params, tx.init(params), grads)
+    assert new_params.sharding.is_equivalent_to(sharding, 1)
+    assert new_state.inner[0].mu.sharding.is_equivalent_to(sharding, 1)
+    # Eager reference (no fused multiply-add): equal to rounding.
+    np.testing.assert_allclose(
+        np.asarray(new_params), local + np.asarray(expected), rtol=1e-12, atol=1e-15
+    )

@@ -20,6 +20,15 @@ def adadelta(
     defaults, ``lr=1.0``) of ``torch.optim.Adadelta``; ``optax.adadelta`` agrees given
     the same learning rate.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.adadelta()
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([100.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 6) for u in updates.tolist()]  # first step ~ -sqrt(eps / (1 - rho)) sign(g)
+        [-0.003162, 0.003162]
+
     Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """
     return chain(

@@ -54,6 +54,15 @@ def nadam(
     :math:`\beta_1^t`.  The two coincide when :math:`0.96^{t\psi} = 0`, i.e. for a
     ``momentum_decay`` so large that :math:`\mu_t = \beta_1` at every step.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.nadam(0.1)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 4) for u in updates.tolist()]  # -alpha sign(g) (1 + b1 / (1 + b1)) at step 1
+        [-0.1474, 0.1474]
+
     Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
     return chain(
@@ -106,6 +115,15 @@ def adabelief(
 
     The numbers (and defaults) of ``optax.adabelief``.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.adabelief(0.1)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 4) for u in updates.tolist()]  # s_hat_1 = (b1 g)^2: -alpha sign(g) / b1
+        [-0.1111, 0.1111]
+
     Reference: Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
     Observed Gradients", NeurIPS 2020.
     """
@@ -132,6 +150,15 @@ def radam(
     ``torch.optim.RAdam`` rectifies when :math:`\rho_t > 5` and places ``eps`` before
     the bias correction, so the two agree for ``eps=0``.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.radam(0.1)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 4) for u in updates.tolist()]  # rho_1 = 1 < 5: momentum step -alpha g
+        [-0.3, 0.05]
+
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
     ICLR 2020.
     """
@@ -152,6 +179,17 @@ def yogi(
     r"""Yogi: Adam with an additive second moment :math:`v_t = v_{t-1} - (1-\beta_2)\,\mathrm{sign}(v_{t-1}-g_t^2)\,g_t^2`.
 
     The numbers (and defaults) of ``optax.yogi``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.yogi(0.1, b1=0.0, b2=0.5, eps=0.0, initial_accumulator_value=0.0)
+        >>> params = jnp.zeros(1)
+        >>> state = tx.init(params)
+        >>> for g in (4.0, 1.0):
+        ...     updates, state = tx.update(jnp.array([g]), state, params)
+        >>> round(updates.item(), 4)  # v_2 = 8 - 0.5 * 1 = 7.5 (Adam: 4.5): -0.1 / sqrt(7.5 / 0.75)
+        -0.0316
 
     Reference: Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
     """
@@ -180,6 +218,15 @@ def lamb(
 
     (norms per parameter tensor; ratio 1 where either is 0).  The numbers (and defaults)
     of ``optax.lamb``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.lamb(0.1)
+        >>> params = jnp.array([3.0, 4.0])  # norm 5
+        >>> updates, _ = tx.update(jnp.array([1.0, -1.0]), tx.init(params), params)
+        >>> [round(u, 4) for u in updates.tolist()]  # sign(g) rescaled to length alpha ||theta||
+        [-0.3536, 0.3536]
 
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in
     76 minutes", ICLR 2020.

@@ -76,6 +76,14 @@ def nesterov_ema_moments(
     nesterov=True)``; like optax it omits the extra :math:`\beta_2` factor of Dozat's
     Algorithm 2.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.chain(aj.nesterov_ema_moments(b1=0.5), aj.debias())
+        >>> moments, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 4)  # m_bar_1 = g (1 + b1 / (1 + b1)) = 3 * 4 / 3
+        4.0
+
     Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
     return NesterovEmaMoments(b1, b2, mu_dtype, nu_dtype)
@@ -122,6 +130,16 @@ def belief_moments(
     The step is large where the gradient is predictable (:math:`s_t` small), small where
     it is noisy.  Outputs ``Moments(m_t, s_t)`` with Adam's corrections
     :math:`1-\beta_1^t`, :math:`1-\beta_2^t`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.chain(aj.belief_moments(), aj.debias())
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 4)  # m_hat_1 = g
+        2.0
+        >>> round(moments.nu.item(), 4)  # s_hat_1 = (g - m_1)^2 = (b1 g)^2
+        3.24
 
     Reference: Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
     Observed Gradients", NeurIPS 2020.
@@ -179,6 +197,16 @@ def yogi_moments(
     shrink (Adam's :math:`v_t` decays multiplicatively).  Both moments start at
     ``initial_accumulator_value`` and are bias-corrected as Adam's, as in
     ``optax.scale_by_yogi``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.yogi_moments(b2=0.5, initial_accumulator_value=0.0)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (4.0, 1.0):
+        ...     moments, state = tx.update(jnp.array([g]), state)
+        >>> round(moments.nu.item(), 4)  # v_2 = 8 - 0.5 * 1^2 (Adam's EMA: 0.5 * 8 + 0.5 * 1)
+        7.5
 
     Reference: Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
     """
@@ -239,6 +267,18 @@ def infinity_moments(
     ``eps`` sits inside the maximum: the placement of both ``torch.optim.Adamax`` and
     ``optax.scale_by_adamax``.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.infinity_moments(b2=0.5, eps=0.0)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (4.0, 1.0):
+        ...     moments, state = tx.update(jnp.array([g]), state)
+        >>> round(state.inner.nu.item(), 4)  # u_2 = max(0.5 * 4, |1|)
+        2.0
+        >>> round(moments.nu.item(), 4)  # the record carries u_2^2
+        4.0
+
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
     """
     return InfinityMoments(b1, b2, mu_dtype, nu_dtype, eps)
@@ -283,6 +323,14 @@ def centered_ema_of_squares(decay: Any = 0.9, nu_dtype: Any = None) -> CenteredE
     of :func:`~adaptive_jax.transforms.moments.ema_of_squares` in RMSProp's chain (the
     two averages share one decay :math:`\rho`, a single leaf), giving
     ``torch.optim.RMSprop(centered=True)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.centered_ema_of_squares(decay=0.9)
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.nu.item(), 4)  # (1 - rho) g^2 - ((1 - rho) g)^2 = rho (1 - rho) g^2
+        0.36
 
     Reference: Graves, "Generating Sequences With Recurrent Neural Networks", 2013, eq. 38–41.
     """

@@ -46,6 +46,16 @@ def lion_momentum(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Any = None) -> LionMo
     (``optax.scale_by_lion``).  With :math:`\beta_1 = \beta_2` it is an ordinary EMA
     of the gradient.
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.lion_momentum(b1=0.5, b2=0.9)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (2.0, 0.0):
+        ...     updates, state = tx.update(jnp.array([g]), state)
+        >>> round(updates.item(), 4)  # c_2 = b1 m_1 = 0.5 * (1 - 0.9) * 2 (a b1-EMA would give 0.5)
+        0.1
+
     Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
     """
     return LionMomentum(b1, b2, mu_dtype)

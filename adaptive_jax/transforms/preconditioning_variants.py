@@ -39,6 +39,15 @@ def variance_rectification(b2: Any, count: Any, threshold: Any) -> tuple[Any, An
     :math:`r_t` is only evaluated where it is used (:math:`\rho_t \ge` threshold
     :math:`\ge 4`, where its radicand is finite and non-negative), so neither it nor its
     derivative is NaN on the other branch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from adaptive_jax.transforms.preconditioning_variants import variance_rectification
+        >>> bool(variance_rectification(0.9, jnp.asarray(1), 5.0)[1])  # rho_1 = 1 for every b2
+        False
+        >>> r, rectify = variance_rectification(0.9, jnp.asarray(6), 5.0)
+        >>> bool(rectify), round(float(r), 4)  # rho_6 = 19 - 12 * 0.9^6 / (1 - 0.9^6) = 5.39
+        (True, 0.2552)
     """
     correction = bias_correction(b2, count)  # 1 - b2^t
     b2 = cast_like(b2, correction)
@@ -113,6 +122,14 @@ def scale_by_radam(
     :math:`\sqrt{\hat v_t} + \epsilon/\sqrt{1-\beta_2^t}`; the two agree when
     ``eps = 0`` (and no :math:`\rho_t` equals 5 exactly).
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_radam()
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]  # rho_1 = 1 < 5: the un-adapted m_hat_1 = g
+        [3.0, -0.5]
+
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
     ICLR 2020.
     """
@@ -175,6 +192,14 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> ScaleByAdadelta:
     parameters (Zeiler's "unit correction"), so no global learning rate is needed
     (use ``scale_by_learning_rate(1.0)``).  The numbers of ``torch.optim.Adadelta`` and
     ``optax.scale_by_adadelta``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_adadelta(rho=0.5, eps=1.0)
+        >>> updates, _ = tx.update(jnp.array([4.0]), tx.init(jnp.zeros(1)))
+        >>> round(updates.item(), 4)  # sqrt(0 + 1) / sqrt(0.5 * 4^2 + 1) * 4 = 4 / 3
+        1.3333
 
     Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """

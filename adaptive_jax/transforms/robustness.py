@@ -55,7 +55,14 @@ class ApplyIfFiniteState(NamedTuple):
 
 
 def all_finite(tree: PyTree) -> jax.Array:
-    """True when every entry of every leaf of ``tree`` is finite (True for an empty tree)."""
+    """True when every entry of every leaf of ``tree`` is finite (True for an empty tree).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from adaptive_jax.transforms.robustness import all_finite
+        >>> bool(all_finite({"a": jnp.ones(2), "b": jnp.array([1.0, jnp.inf])}))  # one Inf suffices
+        False
+    """
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves], dtype=bool))
 

@@ -16,7 +16,14 @@ from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
 
 
 def leaf_norm(x: jax.Array, min_norm: Any = 0.0) -> jax.Array:
-    r""":math:`\max(\|x\|_2, n_{\min})` over one leaf, with derivative 0 (not NaN) at :math:`x = 0`."""
+    r""":math:`\max(\|x\|_2, n_{\min})` over one leaf, with derivative 0 (not NaN) at :math:`x = 0`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from adaptive_jax.transforms.trust_ratio import leaf_norm
+        >>> float(leaf_norm(jnp.array([3.0, 4.0]))), float(leaf_norm(jnp.zeros(2), 0.5))
+        (5.0, 0.5)
+    """
     norm = safe_sqrt(jnp.sum(squared_magnitude(x)))
     return jnp.maximum(norm, cast_like(min_norm, norm))
 
@@ -70,6 +77,18 @@ def scale_by_trust_ratio(
     the origin, or no update).  After it, every tensor moves by
     :math:`\alpha c\,\|\theta\|` relative to its own size, whatever its gradient scale.
     The numbers of ``optax.scale_by_trust_ratio``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_trust_ratio()
+        >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(1)}
+        >>> grads = {"w": jnp.array([0.1, 0.0]), "b": jnp.array([2.0])}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
+        >>> [round(u, 4) for u in updates["w"].tolist()]  # times ||theta|| / ||u|| = 5 / 0.1
+        [5.0, 0.0]
+        >>> updates["b"].tolist()  # theta = 0: ratio 1, unchanged
+        [2.0]
 
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in
     76 minutes" (LAMB), ICLR 2020; You, Gitman & Ginsburg, "Large Batch Training of

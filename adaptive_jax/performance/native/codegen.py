@@ -1,0 +1,387 @@
+r"""Translate the jaxpr of an elementwise step into one C loop.
+
+XLA's CPU backend compiles each *output* of an elementwise update into its own loop,
+so Adam's step reads the moments back from memory after writing them (40 bytes per
+float32 parameter instead of the 28 that must move).  Here the whole step becomes
+one loop: every output of element :math:`i` is computed from the inputs of element
+:math:`i` in registers and stored once.
+
+The jaxpr is read as two kinds of values:
+
+* **scalars** (rank 0: hyperparameters, the step count, bias corrections) are
+  computed once, before the loop (``mode="c"``), or by XLA before the call
+  (``mode="xla"``, used when a scalar operation has no C translation here);
+* **vectors** (the common shape of the parameters) are computed inside the loop.
+
+Anything else — a reduction, a gather, another shape, a primitive or dtype not in
+the tables below — raises :class:`Unsupported`, and the caller keeps XLA's path.
+The C code does the same IEEE operations in the same order as the jaxpr, with
+``-ffp-contract=off``, so most updates agree with XLA's bit for bit; transcendental
+functions (``pow``, ``exp``, ``log``) come from the C library and may differ from
+XLA's in the last place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.extend.core
+import numpy as np
+
+C_TYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.int64): "int64_t",
+    np.dtype(np.uint32): "uint32_t",
+    np.dtype(np.bool_): "bool",
+}
+
+HEADER = """\
+#include <stdbool.h>
+#include <stdint.h>
+#include <tgmath.h>
+/* NaN-propagating max/min, as XLA's. */
+#define AJ_MAX(a, b) ((a) != (a) ? (a) : (b) != (b) ? (b) : (a) > (b) ? (a) : (b))
+#define AJ_MIN(a, b) ((a) != (a) ? (a) : (b) != (b) ? (b) : (a) < (b) ? (a) : (b))
+/* sign(x): -1, 0 (keeping -0) or 1; NaN stays NaN. */
+#define AJ_SIGN(x) ((x) > 0 ? 1 : (x) < 0 ? -1 : (x))
+"""
+
+CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # pjit / closed_call / custom_jvp, custom_vjp
+
+
+class Unsupported(Exception):
+    """The step has an operation, shape or dtype this translation does not cover."""
+
+
+@dataclass
+class CValue:
+    """A value of the generated C code: a variable name (or literal) and its kind."""
+
+    expr: str
+    dtype: np.dtype
+    vector: bool
+    literal: Any = None  # the number, for a literal
+
+
+@dataclass
+class Kernel:
+    """C source of ``aj_kernel`` and how to call it.
+
+    ``inputs[k]`` is what the caller passes as buffer ``k`` (a jaxpr input index, a
+    constant array, or a scalar computed by XLA); ``outputs[j]`` says where jaxpr
+    output ``j`` comes from: ``("kernel", k)`` result buffer ``k`` of the call,
+    ``("input", k)`` jaxpr input ``k`` unchanged, ``("value", v)`` a value computed
+    outside the loop (a literal, or a scalar computed by XLA).
+    """
+
+    source: str
+    inputs: list[tuple[str, Any]] = field(default_factory=list)
+    results: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    outputs: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _literal(value: Any, dtype: np.dtype) -> str:
+    value = np.asarray(value, dtype)
+    if dtype == np.bool_:
+        return "1" if bool(value) else "0"
+    if np.issubdtype(dtype, np.integer):
+        return f"(({C_TYPES[dtype]}){int(value)}LL)"
+    number = float(value)
+    suffix = "f" if dtype == np.float32 else ""
+    if np.isnan(number):
+        return f"(({C_TYPES[dtype]})NAN)"
+    if np.isinf(number):
+        return f"(({C_TYPES[dtype]})({'-' if number < 0 else ''}INFINITY))"
+    return f"{number.hex()}{suffix}"
+
+
+def _binary(op: str) -> Callable[..., str]:
+    return lambda a, b, **_: f"({a} {op} {b})"
+
+
+def _integer_pow(x: str, *, y: int, **_: Any) -> str:
+    # The same multiplications, in the same order, as jax's lowering of integer_pow.
+    if y == 0:
+        return "1"
+    power, acc, base = abs(y), None, x
+    while power > 0:
+        if power & 1:
+            acc = base if acc is None else f"({acc} * {base})"
+        power >>= 1
+        if power > 0:
+            base = f"({base} * {base})"
+    return f"(1 / {acc})" if y < 0 else str(acc)
+
+
+def _select_n(which: str, *cases: str, **_: Any) -> str:
+    expr = cases[-1]
+    for index in range(len(cases) - 2, -1, -1):
+        expr = f"({which} == {index} ? {cases[index]} : {expr})"
+    return expr
+
+
+FLOAT_ONLY = {"sqrt", "rsqrt", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic",
+              "pow", "div", "is_finite", "floor", "ceil", "nextafter"}  # fmt: skip
+
+# primitive name -> C expression builder (arguments: C expressions; params as keywords)
+OPERATIONS: dict[str, Callable[..., str]] = {
+    "add": _binary("+"),
+    "sub": _binary("-"),
+    "mul": _binary("*"),
+    "div": _binary("/"),
+    "lt": _binary("<"),
+    "le": _binary("<="),
+    "gt": _binary(">"),
+    "ge": _binary(">="),
+    "eq": _binary("=="),
+    "ne": _binary("!="),
+    "and": _binary("&"),
+    "or": _binary("|"),
+    "xor": _binary("^"),
+    "not": lambda a, **_: f"(!{a})",
+    "neg": lambda a, **_: f"(-{a})",
+    "max": lambda a, b, **_: f"AJ_MAX({a}, {b})",
+    "min": lambda a, b, **_: f"AJ_MIN({a}, {b})",
+    "clamp": lambda lo, x, hi, **_: f"AJ_MIN(AJ_MAX({x}, {lo}), {hi})",
+    "abs": lambda a, **_: f"fabs({a})",
+    "sign": lambda a, **_: f"AJ_SIGN({a})",
+    "sqrt": lambda a, **_: f"sqrt({a})",
+    "rsqrt": lambda a, **_: f"(1 / sqrt({a}))",
+    "exp": lambda a, **_: f"exp({a})",
+    "exp2": lambda a, **_: f"exp2({a})",
+    "log": lambda a, **_: f"log({a})",
+    "log1p": lambda a, **_: f"log1p({a})",
+    "expm1": lambda a, **_: f"expm1({a})",
+    "tanh": lambda a, **_: f"tanh({a})",
+    "logistic": lambda a, **_: f"(1 / (1 + exp(-{a})))",
+    "pow": lambda a, b, **_: f"pow({a}, {b})",
+    "floor": lambda a, **_: f"floor({a})",
+    "ceil": lambda a, **_: f"ceil({a})",
+    "nextafter": lambda a, b, **_: f"nextafter({a}, {b})",
+    "is_finite": lambda a, **_: f"isfinite({a})",
+    "square": lambda a, **_: f"({a} * {a})",
+    "integer_pow": _integer_pow,
+    "select_n": _select_n,
+}
+IDENTITIES = {"copy", "copy_p", "broadcast_in_dim", "reshape", "squeeze", "expand_dims"}
+
+
+class _Translator:
+    def __init__(self, shape: tuple[int, ...], mode: str):
+        self.shape = shape
+        self.mode = mode  # "c": scalars computed in C; "xla": scalars computed by XLA
+        self.prologue: list[str] = []
+        self.pointers: list[str] = []
+        self.loads: list[str] = []
+        self.body: list[str] = []
+        self.kernel = Kernel(source="")
+        self.counter = 0
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def kind(self, aval: Any) -> bool:
+        """True for a vector (the common shape), False for a scalar."""
+        shape = tuple(aval.shape)
+        if shape == ():
+            return False
+        if shape == self.shape:
+            return True
+        raise Unsupported(f"an intermediate of shape {shape}, not () or {self.shape}")
+
+    def dtype(self, aval: Any) -> np.dtype:
+        dtype = np.dtype(aval.dtype)
+        if dtype not in C_TYPES:
+            raise Unsupported(f"dtype {dtype}")
+        return dtype
+
+    def add_input(self, source: tuple[str, Any], aval: Any) -> CValue:
+        vector, dtype = self.kind(aval), self.dtype(aval)
+        index = len(self.kernel.inputs)
+        self.kernel.inputs.append(source)
+        ctype, name = C_TYPES[dtype], f"in{index}"
+        if vector:
+            self.pointers.append(f"const {ctype}* p{index} = (const {ctype}*)in[{index}];")
+            self.loads.append(f"const {ctype} {name} = p{index}[i];")
+        else:
+            self.prologue.append(f"const {ctype} {name} = *(const {ctype}*)in[{index}];")
+        return CValue(name, dtype, vector)
+
+    def run(self, jaxpr: Any, consts: list[Any], args: list[Any]) -> list[Any]:
+        env: dict[Any, Any] = {}
+
+        def read(atom: Any) -> Any:
+            if isinstance(atom, jax.extend.core.Literal):
+                dtype = self.dtype(atom.aval)
+                if np.shape(atom.val) != ():
+                    raise Unsupported("a non-scalar literal")
+                value = np.asarray(atom.val, dtype)
+                return CValue(_literal(value, dtype), dtype, False, value)
+            return env[atom]
+
+        for var, value in zip(jaxpr.constvars, consts):
+            env[var] = self.constant(value, var.aval)
+        for var, value in zip(jaxpr.invars, args):
+            env[var] = value
+        for eqn in jaxpr.eqns:
+            inputs = [read(atom) for atom in eqn.invars]
+            outputs = self.equation(eqn, inputs)
+            for var, value in zip(eqn.outvars, outputs):
+                env[var] = value
+        return [read(atom) for atom in jaxpr.outvars]
+
+    def constant(self, value: Any, aval: Any) -> Any:
+        if np.shape(value) == ():
+            dtype = self.dtype(aval)
+            if isinstance(value, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]
+                return self.scalar_from_xla(value, aval)
+            value = np.asarray(value, dtype)
+            return CValue(_literal(value, dtype), dtype, False, value)
+        return self.add_input(("constant", value), aval)
+
+    def scalar_from_xla(self, value: Any, aval: Any) -> Any:
+        if self.mode == "xla":
+            return value
+        return self.add_input(("value", value), aval)
+
+    def as_c(self, value: Any, aval: Any) -> CValue:
+        if isinstance(value, CValue):
+            return value
+        return self.add_input(("value", value), aval)  # a scalar XLA computed
+
+    def equation(self, eqn: Any, inputs: list[Any]) -> list[Any]:
+        name = eqn.primitive.name
+        sub = next((eqn.params[k] for k in CALL_PARAMS if k in eqn.params), None)
+        if sub is not None:
+            closed = sub if hasattr(sub, "consts") else jax.extend.core.ClosedJaxpr(sub, [])
+            return self.run(closed.jaxpr, list(closed.consts), inputs)
+        vector = any(self.kind(v.aval) for v in eqn.outvars)
+        for v in eqn.outvars:
+            self.dtype(v.aval)
+        if not vector and self.mode == "xla":
+            # Every input is a scalar XLA computes (no C value can reach here).
+            if any(isinstance(x, CValue) and x.vector for x in inputs):
+                raise Unsupported(f"{name} reduces a vector to a scalar")
+            values = [x.literal if isinstance(x, CValue) else x for x in inputs]
+            try:
+                bound = eqn.primitive.get_bind_params(eqn.params)
+                # (subfuns, params) before jax 0.8, params since
+                subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+                out = eqn.primitive.bind(*subfuns, *values, **params)
+            except Exception as error:  # a primitive that cannot be re-bound this way
+                raise Unsupported(f"binding {name}: {error}") from error
+            return list(out) if eqn.primitive.multiple_results else [out]
+        if any(isinstance(x, CValue) and x.vector for x in inputs) and not vector:
+            raise Unsupported(f"{name} reduces a vector to a scalar")
+        args = [self.as_c(x, atom.aval) for x, atom in zip(inputs, eqn.invars)]
+        if len(eqn.outvars) != 1:
+            raise Unsupported(f"{name} has several outputs")
+        (out,) = eqn.outvars
+        dtype = self.dtype(out.aval)
+        if name in IDENTITIES:
+            (source,) = args[:1]
+            if source.dtype != dtype:
+                raise Unsupported(f"{name} changing dtype")
+            return [CValue(source.expr, dtype, vector)]
+        if name == "convert_element_type":
+            expr = self.convert(args[0], dtype)
+        elif name == "reduce_precision":
+            info = np.finfo(dtype)
+            if (eqn.params["exponent_bits"], eqn.params["mantissa_bits"]) != (
+                info.nexp,
+                info.nmant,
+            ):
+                raise Unsupported("reduce_precision to a narrower format")
+            expr = args[0].expr
+        elif name in OPERATIONS:
+            floating = np.issubdtype(args[0].dtype, np.floating) if args else False
+            if name in FLOAT_ONLY and not floating:
+                raise Unsupported(f"{name} on {args[0].dtype}")
+            if name in ("and", "or", "xor", "not") and args[0].dtype != np.bool_:
+                raise Unsupported(f"bitwise {name} on integers")
+            if name in ("abs", "sign") and not floating:
+                raise Unsupported(f"{name} on integers")
+            if name == "div" and vector and args[0].vector and not args[1].vector:
+                # XLA rewrites x / broadcast(s) as x * broadcast(1 / s); do the same,
+                # so the fused loop rounds as XLA's own loops do.
+                reciprocal = self.fresh()
+                ctype = C_TYPES[args[1].dtype]
+                self.prologue.append(f"const {ctype} {reciprocal} = 1 / {args[1].expr};")
+                args[1] = CValue(reciprocal, args[1].dtype, False)
+                name = "mul"
+            expr = OPERATIONS[name](*(a.expr for a in args), **eqn.params)
+        else:
+            raise Unsupported(f"primitive {name}")
+        target = self.fresh()
+        line = f"const {C_TYPES[dtype]} {target} = ({C_TYPES[dtype]})({expr});"
+        (self.body if vector else self.prologue).append(line)
+        return [CValue(target, dtype, vector)]
+
+    def convert(self, value: CValue, dtype: np.dtype) -> str:
+        if dtype == np.bool_:
+            return f"({value.expr} != 0)"
+        if np.issubdtype(value.dtype, np.floating) and not np.issubdtype(dtype, np.floating):
+            raise Unsupported("float to integer conversion")
+        return f"({C_TYPES[dtype]})({value.expr})"
+
+
+def translate(closed_jaxpr: Any, args: list[Any], shape: tuple[int, ...], mode: str) -> Kernel:
+    """The kernel for ``closed_jaxpr`` applied to ``args`` (arrays or tracers).
+
+    Vector inputs (of ``shape``) and, in ``mode="c"``, scalar inputs become buffers of
+    the call; in ``mode="xla"`` scalar inputs stay JAX values and scalar operations are
+    bound as JAX operations (so the caller must be tracing).
+    """
+    translator = _Translator(tuple(shape), mode)
+    jaxpr = closed_jaxpr.jaxpr
+    inputs = []
+    for index, (var, value) in enumerate(zip(jaxpr.invars, args)):
+        if translator.kind(var.aval) or mode == "c":
+            translator.dtype(var.aval)
+            inputs.append(translator.add_input(("arg", index), var.aval))
+        else:
+            inputs.append(value)
+    outs = translator.run(jaxpr, list(closed_jaxpr.consts), inputs)
+    kernel = translator.kernel
+    stores, scalar_stores = [], []
+    arg_names = {
+        f"in{k}": source[1] for k, source in enumerate(kernel.inputs) if source[0] == "arg"
+    }
+    for var, value in zip(jaxpr.outvars, outs):
+        if not isinstance(value, CValue):
+            kernel.outputs.append(("value", value))
+            continue
+        if value.expr in arg_names and value.vector == translator.kind(var.aval):
+            kernel.outputs.append(("input", arg_names[value.expr]))
+            continue
+        vector = translator.kind(var.aval)  # a vector output may be a broadcast scalar
+        index = len(kernel.results)
+        ctype = C_TYPES[value.dtype]
+        kernel.results.append((tuple(shape) if vector else (), value.dtype))
+        kernel.outputs.append(("kernel", index))
+        if vector:
+            translator.pointers.append(f"{ctype}* q{index} = ({ctype}*)out[{index}];")
+            stores.append(f"q{index}[i] = {value.expr};")
+        else:
+            scalar_stores.append(f"*({ctype}*)out[{index}] = {value.expr};")
+    if not any(shape_ for shape_, _ in kernel.results):
+        raise Unsupported("the step computes no per-parameter buffer")
+    indent = "\n    "
+    kernel.source = (
+        HEADER
+        + "\nvoid aj_kernel(const void* const* in, void* const* out, int64_t lo, int64_t hi,"
+        + " int64_t first) {\n    "
+        + indent.join(translator.prologue + translator.pointers)
+        + "\n#pragma GCC ivdep\n    for (int64_t i = lo; i < hi; ++i) {\n        "
+        + "\n        ".join(translator.loads + translator.body + stores)
+        + "\n    }\n    if (first) {\n        "
+        + "\n        ".join(scalar_stores)
+        + "\n    }\n}\n"
+    )
+    return kernel

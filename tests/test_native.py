@@ -1,0 +1,225 @@
+"""The native fused step (``adaptive_jax.performance.native``) against XLA's plain step.
+
+The reference is always the plain step jitted by XLA on the same inputs.  The fused
+loop performs the jaxpr's IEEE operations in the jaxpr's order (and XLA's rewrite of
+``x / s`` into ``x * (1/s)``), so for most optimizers the two agree bit for bit; where
+a C library function or another XLA rewrite rounds differently they agree to a few
+units in the last place.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptive_jax as aj
+from adaptive_jax.performance import native
+from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
+from adaptive_jax.performance.native.build import TARGET_NAME
+from adaptive_jax.performance.native.fused import MIN_SIZE
+from tests.optimizer_catalog import NAMED_OPTIMIZERS
+
+# Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
+NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
+# Equal to rounding only (another XLA rewrite or rounding order in the plain step).
+TO_ROUNDING = {"nadam", "adamax", "adadelta"}
+SIZE = 999  # not a multiple of the vector width: the loop's remainder runs too
+
+
+def gradient(step, dtype, size=SIZE):
+    return jnp.sin(jnp.arange(size, dtype=dtype) * (step + 1.0)) * 0.1
+
+
+def plain_step(tx):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return aj.apply_updates(params, updates), state
+
+    return step
+
+
+def run(step, tx, dtype, steps=20, size=SIZE):
+    params = jnp.linspace(-1.0, 1.0, size, dtype=dtype)
+    carry = (params, tx.init(params))
+    for k in range(steps):
+        carry = step(*carry, gradient(k, dtype, size))
+    return carry
+
+
+def test_native_kernels_are_available_here():
+    # CI and the development machines have a C compiler: the fast path must be live.
+    assert native.available() is None, native.available()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+def test_fused_step_equals_plain_step(name, dtype):
+    factory, kwargs = NAMED_OPTIMIZERS[name]
+    tx = factory(**kwargs)
+    params = jnp.zeros(SIZE, dtype)
+    fused = fused_apply_step(tx, params, tx.init(params), params)
+    if name in NOT_ELEMENTWISE:
+        assert fused is None
+        return
+    assert fused is not None, f"{name} should compile to one native loop"
+    expected = run(jax.jit(plain_step(tx)), tx, dtype)
+    got = run(jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g)), tx, dtype)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(expected)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        if name in TO_ROUNDING:
+            rtol = 1e-4 if dtype == jnp.float32 else 1e-12
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=10 * float(jnp.finfo(dtype).eps))
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def test_special_values_propagate_as_in_the_plain_step():
+    # NaN, infinities and signed zeros in the gradient: the same outputs, bit for bit.
+    tx = aj.adam(0.1)
+    special = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.0, 1e-30, -1e30, 3.0], jnp.float32)
+    grads = jnp.tile(special, 64)
+    params = jnp.linspace(-1.0, 1.0, grads.size, dtype=jnp.float32)
+    state = tx.init(params)
+    expected = jax.jit(plain_step(tx))(params, state, grads)
+    got = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))(params, state, grads)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(x, y)
+
+
+ELEMENTWISE_FUNCTIONS = {
+    "max_min": lambda x, y: (jnp.maximum(x, y), jnp.minimum(x, y)),
+    "sign_abs": lambda x, y: (jnp.sign(x), jnp.abs(y)),
+    "where_clip": lambda x, y: (jnp.where(x > y, x, -y), jnp.clip(x, -0.5, 0.5)),
+    "powers": lambda x, y: (x**2, x**3, x**-2),
+    "sqrt_rsqrt": lambda x, y: (jnp.sqrt(jnp.abs(x)), jax.lax.rsqrt(jnp.abs(y) + 1.0)),
+    "exp_log": lambda x, y: (jnp.exp(x), jnp.log(jnp.abs(y)), jnp.log1p(jnp.abs(x))),
+    "tanh_sigmoid": lambda x, y: (jnp.tanh(x), jax.nn.sigmoid(y)),
+    "pow": lambda x, y: (jnp.power(jnp.abs(x), y),),
+    "finite_compare": lambda x, y: (jnp.isfinite(x), x >= y, (x < 0) & (y > 0)),
+    "convert": lambda x, y: (x.astype(jnp.float64) * 2.0, (x > 0).astype(jnp.float32)),
+    "scalar_division": lambda x, y: (x / 3.0, y / jnp.float32(7.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_FUNCTIONS))
+def test_translated_operations_match_xla(name):
+    fn = ELEMENTWISE_FUNCTIONS[name]
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    x = jax.random.normal(key1, (257,), jnp.float32) * 3.0
+    y = jax.random.normal(key2, (257,), jnp.float32)
+    special = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.0, 1.0, -1.0], jnp.float32)
+    x, y = x.at[:7].set(special), y.at[7:14].set(special)
+    expected = jax.jit(fn)(x, y)
+    got = jax.jit(lambda x, y: fused_elementwise(fn, [x, y]))(x, y)
+    assert got is not None
+    transcendental = name in {"exp_log", "tanh_sigmoid", "pow", "sqrt_rsqrt"}
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype
+        if transcendental:  # the C library's functions: a few units in the last place
+            np.testing.assert_allclose(a, b, rtol=4 * float(jnp.finfo(b.dtype).eps), atol=0)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_reductions_and_other_shapes_are_refused():
+    x = jnp.ones(16)
+    assert fused_elementwise(lambda x: (x / jnp.sum(x),), [x]) is None
+    assert fused_elementwise(lambda x: (x[::-1],), [x]) is None
+    assert fused_elementwise(lambda x, y: (x + y[0],), [x, jnp.ones(3)]) is None
+
+
+def test_hyperparameters_are_inputs_not_constants():
+    # A new learning rate gives new numbers from the same kernel (one compilation).
+    params = jnp.linspace(-1.0, 1.0, SIZE, dtype=jnp.float32)
+    grads = gradient(0, jnp.float32)
+    step = jax.jit(lambda tx, p, s, g: fused_apply_step(tx, p, s, g))
+    for lr in (0.1, 0.01, 0.003):
+        tx = aj.adam(lr)
+        state = tx.init(params)
+        got, _ = step(tx, params, state, grads)
+        expected, _ = jax.jit(plain_step(tx))(params, state, grads)
+        np.testing.assert_array_equal(got, expected)
+    assert step._cache_size() == 1
+
+
+def test_derivatives_through_the_fused_step_are_the_plain_steps():
+    # custom_jvp: forward and reverse mode differentiate the plain step.
+    params = jnp.linspace(-1.0, 1.0, SIZE)
+    grads = gradient(0, jnp.float64)
+
+    def loss(lr, step_fn):
+        tx = aj.adam(lr)
+        p, s = params, tx.init(params)
+        for _ in range(3):
+            p, s = step_fn(tx, p, s, grads)
+        return jnp.sum(p**2)
+
+    def fused(tx, p, s, g):
+        return fused_apply_step(tx, p, s, g)
+
+    def plain(tx, p, s, g):
+        return plain_step(tx)(p, s, g)
+
+    np.testing.assert_allclose(jax.grad(loss)(0.05, fused), jax.grad(loss)(0.05, plain), rtol=1e-13)
+    np.testing.assert_allclose(
+        jax.jvp(lambda lr: loss(lr, fused), (0.05,), (1.0,))[1],
+        jax.jvp(lambda lr: loss(lr, plain), (0.05,), (1.0,))[1],
+        rtol=1e-13,
+    )
+
+
+def test_vmap_over_learning_rates():
+    params = jnp.linspace(-1.0, 1.0, SIZE)
+    grads = gradient(0, jnp.float64)
+
+    def one(lr):
+        tx = aj.adam(lr)
+        return fused_apply_step(tx, params, tx.init(params), grads)[0]
+
+    rates = jnp.array([0.1, 0.01, 0.001])
+    expected = [plain_step(aj.adam(lr))(params, aj.adam(lr).init(params), grads)[0] for lr in rates]
+    # The reference runs op by op (no fused multiply-add): equal to rounding.
+    np.testing.assert_allclose(jax.vmap(one)(rates), jnp.stack(expected), rtol=1e-12)
+
+
+def test_update_step_runs_the_native_kernel_in_place():
+    # Large enough for the native path: the compiled step is one custom call, and the
+    # donated buffers are updated where they lie (same addresses before and after).
+    size = MIN_SIZE + 3
+    tx = aj.adamw(1e-3)
+    params = jnp.linspace(-1.0, 1.0, size, dtype=jnp.float32)
+    state = tx.init(params)
+    grads = gradient(0, jnp.float32, size)
+    expected = jax.jit(plain_step(tx))(params, state, grads)
+    addresses = [params.unsafe_buffer_pointer(), state.inner[0].mu.unsafe_buffer_pointer()]
+    params, state = aj.update_step(tx, params, state, grads)
+    assert [params.unsafe_buffer_pointer(), state.inner[0].mu.unsafe_buffer_pointer()] == addresses
+    for x, y in zip(
+        jax.tree_util.tree_leaves((params, state)), jax.tree_util.tree_leaves(expected)
+    ):
+        np.testing.assert_array_equal(x, y)
+    text = (
+        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        .lower(params, state, grads)
+        .as_text()
+    )
+    assert TARGET_NAME in text
+
+
+def test_flat_params_take_the_native_path():
+    tree = {"w": jnp.ones((300, 300)), "b": jnp.zeros(300)}
+    flat = aj.ravel_params(tree)
+    tx = aj.adam(1e-2)
+    state = tx.init(flat)
+    grads = jax.tree_util.tree_map(lambda b: jnp.full_like(b, 0.5), flat)
+    text = (
+        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        .lower(flat, state, grads)
+        .as_text()
+    )
+    assert TARGET_NAME in text
+    expected = jax.jit(plain_step(tx))(flat, state, grads)
+    got = aj.update_step(tx, flat, state, grads)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(x, y)
