@@ -105,10 +105,25 @@ def on_one_cpu_device(params: PyTree) -> bool:
         if len(params.buffers) != 1:
             return False
         (params,) = params.buffers.values()
-    if not isinstance(params, jax.Array) or isinstance(params, _TRACER):
+    if isinstance(params, _TRACER):
         return False
-    devices = params.sharding.device_set
-    return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+    sharding = getattr(params, "sharding", None)  # (isinstance(x, jax.Array) costs more)
+    return sharding is not None and _one_cpu_device(sharding)
+
+
+_SHARDINGS: dict[int, tuple[Any, bool]] = {}  # id -> (sharding kept alive, answer)
+
+
+def _one_cpu_device(sharding: Any) -> bool:
+    # Keyed by identity (hashing a sharding costs more than the whole check should).
+    found = _SHARDINGS.get(id(sharding))
+    if found is None:
+        if len(_SHARDINGS) > 256:
+            _SHARDINGS.clear()
+        devices = sharding.device_set
+        found = (sharding, len(devices) == 1 and next(iter(devices)).platform == "cpu")
+        _SHARDINGS[id(sharding)] = found
+    return found[1]
 
 
 class DonatingStep:

@@ -37,10 +37,20 @@ class NativeUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("ADAPTIVE_JAX_CACHE") or Path.home() / ".cache" / "adaptive_jax"
-    path = Path(root) / "native"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The first writable of ``$ADAPTIVE_JAX_CACHE``, ``~/.cache``, the temp directory."""
+    roots = [os.environ.get("ADAPTIVE_JAX_CACHE"), Path.home() / ".cache" / "adaptive_jax"]
+    roots.append(Path(tempfile.gettempdir()) / f"adaptive_jax-{os.getuid()}")
+    for root in roots:
+        if not root:
+            continue
+        path = Path(root) / "native"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise NativeUnavailable("no writable cache directory for compiled kernels")
 
 
 def _compiler(variable: str, default: str) -> str:

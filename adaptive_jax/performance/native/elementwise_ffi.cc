@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
@@ -61,10 +62,11 @@ class Workers {
   void Loop() {
     uint64_t seen = 0;
     for (;;) {
-      // Spin a little before sleeping: steps often come back to back, and waking a
+      // Spin up to 100 us before sleeping: steps often come back to back, and waking a
       // sleeping thread costs more than a mid-sized chunk.
-      for (int spin = 0; spin < kSpins && generation_.load(std::memory_order_acquire) == seen;
-           ++spin) {
+      auto until = std::chrono::steady_clock::now() + kSpin;
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < until) {
         std::this_thread::yield();
       }
       std::function<void(int64_t)> job;
@@ -98,7 +100,7 @@ class Workers {
     }
   }
 
-  static constexpr int kSpins = 20000;
+  static constexpr std::chrono::microseconds kSpin{100};
 
   std::mutex call_mutex_, mutex_;
   std::condition_variable wake_;
