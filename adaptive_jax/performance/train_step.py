@@ -61,7 +61,7 @@ def apply_step(
     The traceable body of :func:`update_step` (call it inside your own jitted step).
     With ``native`` (what :func:`update_step` passes for parameters on one CPU device),
     an elementwise update of at least ``native.fused.MIN_SIZE`` elements in one buffer
-    runs as one generated C loop (:mod:`adaptive_jax.performance.native`) — the same
+    that writes two or more buffers (parameters and state) runs as one generated C loop (:mod:`adaptive_jax.performance.native`) — the same
     numbers, read and written once; otherwise, or where no C compiler is found, XLA's
     path.  Do not pass ``native`` for sharded parameters: the kernel would see them
     gathered onto every device.  With ``block_size`` (e.g. ``blocked.DEFAULT_BLOCK_SIZE``) an elementwise update of
@@ -73,7 +73,8 @@ def apply_step(
     if check_layout and isinstance(params, FlatParams):
         check_flat_layout(tx, params.layout.groups, "update_step")
     if native and _largest_leaf(params) >= MIN_SIZE:
-        fused = fused_apply_step(tx, params, opt_state, grads)
+        # Only where XLA would need several loops: one output is already one pass.
+        fused = fused_apply_step(tx, params, opt_state, grads, min_buffers=2)
         if fused is not None:
             return fused
     length = common_length(params)

@@ -68,7 +68,10 @@ def _kernel(closed: Any, flat: list[Any], shape: tuple[int, ...]) -> tuple[str, 
 
 
 def fused_elementwise(
-    fn: Callable[..., tuple[Any, ...]], args: list[Any], aliased_from: int | None = None
+    fn: Callable[..., tuple[Any, ...]],
+    args: list[Any],
+    aliased_from: int | None = None,
+    min_buffers: int = 1,
 ) -> tuple[Any, ...] | None:
     """``fn(*args)`` (a tuple of arrays) computed by one generated native loop, or ``None``.
 
@@ -77,8 +80,9 @@ def fused_elementwise(
     ``args[aliased_from + j]`` (same shape and dtype): donate those and nothing is
     copied.  Differentiating the result differentiates ``fn`` itself (a
     :func:`jax.custom_jvp`); under ``vmap`` the kernel runs once per batch member.
-    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), the shapes differ, or
-    native kernels are unavailable here.
+    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), the shapes differ, it
+    writes fewer than ``min_buffers`` non-scalar outputs, or native kernels are
+    unavailable here.
     """
     if build.available() is not None:
         return None
@@ -100,6 +104,8 @@ def fused_elementwise(
     if chosen["found"] is None:
         return None
     mode, kernel = chosen["found"]
+    if sum(shape_ != () for shape_, _ in kernel.results) < min_buffers:
+        return None
     try:
         address = build.kernel_address(kernel.source)
     except build.NativeUnavailable:
@@ -152,12 +158,14 @@ def fused_elementwise(
 
 
 def fused_apply_step(
-    tx: Any, params: PyTree, opt_state: PyTree, grads: PyTree
+    tx: Any, params: PyTree, opt_state: PyTree, grads: PyTree, min_buffers: int = 1
 ) -> tuple[PyTree, PyTree] | None:
     """``(params, opt_state)`` after one step as one native loop, or ``None``.
 
-    ``None`` when the step cannot be fused (see the module docstring) or native
-    kernels are unavailable here (:func:`adaptive_jax.performance.native.available`).
+    ``None`` when the step cannot be fused (see the module docstring), when it writes
+    fewer than ``min_buffers`` per-parameter buffers (with one, as plain SGD, XLA's
+    own loop already reads and writes everything once), or native kernels are
+    unavailable here (:func:`adaptive_jax.performance.native.available`).
     """
     if not isinstance(tx, Transform):
         return None
@@ -183,7 +191,9 @@ def fused_apply_step(
         return (*new_p, *new_s)
 
     # Outputs (params, state) are written over the inputs (params, state), in order.
-    outs = fused_elementwise(step, [*tx_leaves, *g_leaves, *p_leaves, *s_leaves], int(cuts[1]))
+    outs = fused_elementwise(
+        step, [*tx_leaves, *g_leaves, *p_leaves, *s_leaves], int(cuts[1]), min_buffers
+    )
     if outs is None:
         return None
     n = len(p_leaves)
