@@ -16,7 +16,7 @@ import adaptive_jax as aj
 from adaptive_jax.performance import native
 from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
 from adaptive_jax.performance.native.build import TARGET_NAME
-from adaptive_jax.performance.native.fused import MIN_SIZE
+from adaptive_jax.performance.native.fused import MAX_SHAPES, MIN_SIZE
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
@@ -74,6 +74,71 @@ def test_fused_step_equals_plain_step(name, dtype):
             np.testing.assert_array_equal(x, y)
 
 
+def mixed_tree(dtype, scale=1):
+    """Leaves of several shapes (two of them equal), as a real model's parameters."""
+    shapes = {"w1": (20 * scale, 30), "b1": (30,), "w2": (30, 7), "b2": (7,), "e": (7,)}
+    return {
+        name: jnp.sin(jnp.arange(np.prod(shape), dtype=dtype) + i).reshape(shape)
+        for i, (name, shape) in enumerate(sorted(shapes.items()))
+    }
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+def test_fused_step_on_a_tree_equals_plain_step(name):
+    # One kernel with a loop per distinct leaf shape.
+    factory, kwargs = NAMED_OPTIMIZERS[name]
+    tx = factory(**kwargs)
+    params = mixed_tree(jnp.float32)
+
+    def grads_at(k):
+        return jax.tree_util.tree_map(lambda p: jnp.cos(3.0 * p + k) * 0.1, params)
+
+    fused_step = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))
+    if name in NOT_ELEMENTWISE:
+        assert fused_apply_step(tx, params, tx.init(params), params) is None
+        return
+    reference_step = jax.jit(plain_step(tx))
+    expected = got = (params, tx.init(params))
+    for k in range(10):
+        expected = reference_step(*expected, grads_at(k))
+        got = fused_step(*got, grads_at(k))
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        if name in TO_ROUNDING:
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def test_per_leaf_hyperparameters_on_a_tree():
+    params = mixed_tree(jnp.float32)
+    rates = {"b1": 0.1, "b2": 0.2, "e": 0.3, "w1": 0.01, "w2": 0.02}
+    tx = aj.adamw(rates, weight_decay={"b1": 0.0, "b2": 0.0, "e": 0.0, "w1": 0.1, "w2": 0.2})
+    grads = jax.tree_util.tree_map(lambda p: jnp.cos(p) * 0.1, params)
+    state = tx.init(params)
+    expected = jax.jit(plain_step(tx))(params, state, grads)
+    got = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))(params, state, grads)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_update_step_on_a_tree_runs_one_native_kernel():
+    tx = aj.adam(1e-3)
+    params = mixed_tree(jnp.float32, scale=120)  # 72,000 + 487 parameters
+    grads = jax.tree_util.tree_map(lambda p: jnp.cos(p) * 0.1, params)
+    state = tx.init(params)
+    expected = jax.jit(plain_step(tx))(params, state, grads)
+    text = (
+        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        .lower(params, state, grads)
+        .as_text()
+    )
+    assert text.count(TARGET_NAME) == 1
+    got = aj.update_step(tx, params, state, grads)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_special_values_propagate_as_in_the_plain_step():
     # NaN, infinities and signed zeros in the gradient: the same outputs, bit for bit.
     tx = aj.adam(0.1)
@@ -127,6 +192,10 @@ def test_reductions_and_other_shapes_are_refused():
     assert fused_elementwise(lambda x: (x / jnp.sum(x),), [x]) is None
     assert fused_elementwise(lambda x: (x[::-1],), [x]) is None
     assert fused_elementwise(lambda x, y: (x + y[0],), [x, jnp.ones(3)]) is None
+    assert fused_elementwise(lambda x: (x.reshape(4, 4) * 2.0,), [x]) is None
+    many = [jnp.ones(n) for n in range(1, MAX_SHAPES + 2)]
+    assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many) is None
+    assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many[:-1]) is not None
 
 
 def test_hyperparameters_are_inputs_not_constants():

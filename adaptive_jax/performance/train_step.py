@@ -13,10 +13,9 @@ Three things decide how fast an optimizer step runs (see ``benchmarks/README.md`
   :func:`~adaptive_jax.performance.flatten`) the update is one loop per output and
   dtype, whatever the number of leaves: compile time stops growing with the model;
 * **one pass over memory** — XLA's CPU backend gives each output its own loop, so
-  Adam's step moves 40 bytes per parameter instead of 28.  On one CPU device, a step
-  on one buffer (an array, or ``FlatParams``) of at least 2^16 elements runs as one
-  generated C loop instead (:mod:`adaptive_jax.performance.native`), with the same
-  numbers.
+  Adam's step moves 40 bytes per parameter instead of 28.  On one CPU device, an
+  elementwise step of at least 2^16 parameters runs as one generated C kernel instead
+  (:mod:`adaptive_jax.performance.native`), with the same numbers.
 
 Optionally (``block_size``), elementwise updates on 1-D buffers run cache-blocked
 (:mod:`adaptive_jax.performance.blocked`), reading and writing every byte once.
@@ -60,8 +59,8 @@ def apply_step(
 
     The traceable body of :func:`update_step` (call it inside your own jitted step).
     With ``native`` (what :func:`update_step` passes for parameters on one CPU device),
-    an elementwise update of at least ``native.fused.MIN_SIZE`` elements in one buffer
-    that writes two or more buffers (parameters and state) runs as one generated C loop (:mod:`adaptive_jax.performance.native`) — the same
+    an elementwise update of at least ``native.fused.MIN_SIZE`` elements in all that
+    writes two or more buffers (parameters and state) runs as one generated C kernel (:mod:`adaptive_jax.performance.native`) — the same
     numbers, read and written once; otherwise, or where no C compiler is found, XLA's
     path.  Do not pass ``native`` for sharded parameters: the kernel would see them
     gathered onto every device.  With ``block_size`` (e.g. ``blocked.DEFAULT_BLOCK_SIZE``) an elementwise update of
@@ -72,7 +71,7 @@ def apply_step(
     """
     if check_layout and isinstance(params, FlatParams):
         check_flat_layout(tx, params.layout.groups, "update_step")
-    if native and _largest_leaf(params) >= MIN_SIZE:
+    if native and _total_size(params) >= MIN_SIZE:
         # Only where XLA would need several loops: one output is already one pass.
         fused = fused_apply_step(tx, params, opt_state, grads, min_buffers=2)
         if fused is not None:
@@ -92,24 +91,29 @@ def apply_step(
 _TRACER = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _largest_leaf(tree: PyTree) -> int:
-    return max((jnp.size(x) for x in jax.tree_util.tree_leaves(tree)), default=0)
+def _total_size(tree: PyTree) -> int:
+    return sum(jnp.size(x) for x in jax.tree_util.tree_leaves(tree))
 
 
 def on_one_cpu_device(params: PyTree) -> bool:
-    """Whether ``params`` (one array, or :class:`FlatParams`) lives on one CPU device.
+    """Whether ``params`` (an array, :class:`FlatParams` or a pytree) is on one CPU device.
 
-    Looks at one buffer only, so it costs next to nothing per step; a pytree of
-    several arrays answers False (the native kernel needs one buffer anyway).
+    Cheap enough for every step: one array's sharding is looked at (for a pytree, the
+    first and the last leaf's), and each distinct sharding is examined once.
     """
     if isinstance(params, FlatParams):
-        if len(params.buffers) != 1:
-            return False
-        (params,) = params.buffers.values()
-    if isinstance(params, _TRACER):
-        return False
+        params = params.buffers
     sharding = getattr(params, "sharding", None)  # (isinstance(x, jax.Array) costs more)
-    return sharding is not None and _one_cpu_device(sharding)
+    if sharding is not None and not isinstance(params, _TRACER):
+        return _one_cpu_device(sharding)
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        return False
+    for leaf in (leaves[0], leaves[-1]):
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is None or isinstance(leaf, _TRACER) or not _one_cpu_device(sharding):
+            return False
+    return True
 
 
 _SHARDINGS: dict[int, tuple[Any, bool]] = {}  # id -> (sharding kept alive, answer)
@@ -139,9 +143,9 @@ class DonatingStep:
     as a constant.
 
     If ``fn`` takes a ``native`` keyword (as :func:`apply_step` does), each call tells
-    it whether the first argument (one array, or :class:`FlatParams`) lives on one CPU
-    device, where the step can run as one native loop; a compiled program is kept for
-    each answer.  ``native=False`` here never asks for it.
+    it whether the first argument (the parameters) lives on one CPU device, where the
+    step can run as one native kernel; a compiled program is kept for each answer.
+    ``native=False`` here never asks for it.
     """
 
     _CACHED = 8

@@ -11,7 +11,9 @@ The jaxpr is read as two kinds of values:
 * **scalars** (rank 0: hyperparameters, the step count, bias corrections) are
   computed once, before the loop (``mode="c"``), or by XLA before the call
   (``mode="xla"``, used when a scalar operation has no C translation here);
-* **vectors** (the common shape of the parameters) are computed inside the loop.
+* **vectors** (arrays of one of the parameters' shapes) are computed inside a loop:
+  one loop per distinct shape, over the elements of every array of that shape, all
+  loops in one kernel (the caller's threads split their concatenated index range).
 
 Anything else — a reduction, a gather, another shape, a primitive or dtype not in
 the tables below — raises :class:`Unsupported`, and the caller keeps XLA's path.
@@ -64,8 +66,12 @@ class CValue:
 
     expr: str
     dtype: np.dtype
-    vector: bool
+    group: int | None  # index of the vector's shape; None for a scalar
     literal: Any = None  # the number, for a literal
+
+    @property
+    def vector(self) -> bool:
+        return self.group is not None
 
 
 @dataclass
@@ -172,13 +178,13 @@ IDENTITIES = {"copy", "copy_p", "broadcast_in_dim", "reshape", "squeeze", "expan
 
 
 class _Translator:
-    def __init__(self, shape: tuple[int, ...], mode: str):
-        self.shape = shape
+    def __init__(self, shapes: list[tuple[int, ...]], mode: str):
+        self.shapes = shapes
         self.mode = mode  # "c": scalars computed in C; "xla": scalars computed by XLA
         self.prologue: list[str] = []
         self.pointers: list[str] = []
-        self.loads: list[str] = []
-        self.body: list[str] = []
+        self.loads: list[list[str]] = [[] for _ in shapes]  # per shape group
+        self.body: list[list[str]] = [[] for _ in shapes]
         self.kernel = Kernel(source="")
         self.counter = 0
 
@@ -186,14 +192,14 @@ class _Translator:
         self.counter += 1
         return f"t{self.counter}"
 
-    def kind(self, aval: Any) -> bool:
-        """True for a vector (the common shape), False for a scalar."""
+    def kind(self, aval: Any) -> int | None:
+        """The shape group of a vector, None for a scalar."""
         shape = tuple(aval.shape)
         if shape == ():
-            return False
-        if shape == self.shape:
-            return True
-        raise Unsupported(f"an intermediate of shape {shape}, not () or {self.shape}")
+            return None
+        if shape in self.shapes:
+            return self.shapes.index(shape)
+        raise Unsupported(f"an intermediate of shape {shape}, not () or a parameter's shape")
 
     def dtype(self, aval: Any) -> np.dtype:
         dtype = np.dtype(aval.dtype)
@@ -202,16 +208,16 @@ class _Translator:
         return dtype
 
     def add_input(self, source: tuple[str, Any], aval: Any) -> CValue:
-        vector, dtype = self.kind(aval), self.dtype(aval)
+        group, dtype = self.kind(aval), self.dtype(aval)
         index = len(self.kernel.inputs)
         self.kernel.inputs.append(source)
         ctype, name = C_TYPES[dtype], f"in{index}"
-        if vector:
+        if group is not None:
             self.pointers.append(f"const {ctype}* p{index} = (const {ctype}*)in[{index}];")
-            self.loads.append(f"const {ctype} {name} = p{index}[i];")
+            self.loads[group].append(f"const {ctype} {name} = p{index}[i];")
         else:
             self.prologue.append(f"const {ctype} {name} = *(const {ctype}*)in[{index}];")
-        return CValue(name, dtype, vector)
+        return CValue(name, dtype, group)
 
     def run(self, jaxpr: Any, consts: list[Any], args: list[Any]) -> list[Any]:
         env: dict[Any, Any] = {}
@@ -222,7 +228,7 @@ class _Translator:
                 if np.shape(atom.val) != ():
                     raise Unsupported("a non-scalar literal")
                 value = np.asarray(atom.val, dtype)
-                return CValue(_literal(value, dtype), dtype, False, value)
+                return CValue(_literal(value, dtype), dtype, None, value)
             return env[atom]
 
         for var, value in zip(jaxpr.constvars, consts):
@@ -242,7 +248,7 @@ class _Translator:
             if isinstance(value, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]
                 return self.scalar_from_xla(value, aval)
             value = np.asarray(value, dtype)
-            return CValue(_literal(value, dtype), dtype, False, value)
+            return CValue(_literal(value, dtype), dtype, None, value)
         return self.add_input(("constant", value), aval)
 
     def scalar_from_xla(self, value: Any, aval: Any) -> Any:
@@ -261,7 +267,11 @@ class _Translator:
         if sub is not None:
             closed = sub if hasattr(sub, "consts") else jax.extend.core.ClosedJaxpr(sub, [])
             return self.run(closed.jaxpr, list(closed.consts), inputs)
-        vector = any(self.kind(v.aval) for v in eqn.outvars)
+        groups = {self.kind(v.aval) for v in eqn.outvars} - {None}
+        if len(groups) > 1:
+            raise Unsupported(f"{name} has outputs of several shapes")
+        group = groups.pop() if groups else None
+        vector = group is not None
         for v in eqn.outvars:
             self.dtype(v.aval)
         if not vector and self.mode == "xla":
@@ -279,6 +289,8 @@ class _Translator:
             return list(out) if eqn.primitive.multiple_results else [out]
         if any(isinstance(x, CValue) and x.vector for x in inputs) and not vector:
             raise Unsupported(f"{name} reduces a vector to a scalar")
+        if any(isinstance(x, CValue) and x.vector and x.group != group for x in inputs):
+            raise Unsupported(f"{name} changes the shape of a vector")
         args = [self.as_c(x, atom.aval) for x, atom in zip(inputs, eqn.invars)]
         if len(eqn.outvars) != 1:
             raise Unsupported(f"{name} has several outputs")
@@ -288,7 +300,7 @@ class _Translator:
             (source,) = args[:1]
             if source.dtype != dtype:
                 raise Unsupported(f"{name} changing dtype")
-            return [CValue(source.expr, dtype, vector)]
+            return [CValue(source.expr, dtype, group)]
         if name == "convert_element_type":
             expr = self.convert(args[0], dtype)
         elif name == "reduce_precision":
@@ -313,15 +325,15 @@ class _Translator:
                 reciprocal = self.fresh()
                 ctype = C_TYPES[args[1].dtype]
                 self.prologue.append(f"const {ctype} {reciprocal} = 1 / {args[1].expr};")
-                args[1] = CValue(reciprocal, args[1].dtype, False)
+                args[1] = CValue(reciprocal, args[1].dtype, None)
                 name = "mul"
             expr = OPERATIONS[name](*(a.expr for a in args), **eqn.params)
         else:
             raise Unsupported(f"primitive {name}")
         target = self.fresh()
         line = f"const {C_TYPES[dtype]} {target} = ({C_TYPES[dtype]})({expr});"
-        (self.body if vector else self.prologue).append(line)
-        return [CValue(target, dtype, vector)]
+        (self.body[group] if group is not None else self.prologue).append(line)
+        return [CValue(target, dtype, group)]
 
     def convert(self, value: CValue, dtype: np.dtype) -> str:
         if dtype == np.bool_:
@@ -331,25 +343,29 @@ class _Translator:
         return f"({C_TYPES[dtype]})({value.expr})"
 
 
-def translate(closed_jaxpr: Any, args: list[Any], shape: tuple[int, ...], mode: str) -> Kernel:
+def translate(
+    closed_jaxpr: Any, args: list[Any], shapes: list[tuple[int, ...]], mode: str
+) -> Kernel:
     """The kernel for ``closed_jaxpr`` applied to ``args`` (arrays or tracers).
 
-    Vector inputs (of ``shape``) and, in ``mode="c"``, scalar inputs become buffers of
-    the call; in ``mode="xla"`` scalar inputs stay JAX values and scalar operations are
-    bound as JAX operations (so the caller must be tracing).
+    Vector inputs (of one of ``shapes``) and, in ``mode="c"``, scalar inputs become
+    buffers of the call; in ``mode="xla"`` scalar inputs stay JAX values and scalar
+    operations are bound as JAX operations (so the caller must be tracing).  The
+    kernel's index range is the concatenation of one range per shape, in order.
     """
-    translator = _Translator(tuple(shape), mode)
+    translator = _Translator([tuple(shape) for shape in shapes], mode)
     jaxpr = closed_jaxpr.jaxpr
     inputs = []
     for index, (var, value) in enumerate(zip(jaxpr.invars, args)):
-        if translator.kind(var.aval) or mode == "c":
+        if translator.kind(var.aval) is not None or mode == "c":
             translator.dtype(var.aval)
             inputs.append(translator.add_input(("arg", index), var.aval))
         else:
             inputs.append(value)
     outs = translator.run(jaxpr, list(closed_jaxpr.consts), inputs)
     kernel = translator.kernel
-    stores, scalar_stores = [], []
+    stores: list[list[str]] = [[] for _ in translator.shapes]
+    scalar_stores = []
     arg_names = {
         f"in{k}": source[1] for k, source in enumerate(kernel.inputs) if source[0] == "arg"
     }
@@ -357,31 +373,51 @@ def translate(closed_jaxpr: Any, args: list[Any], shape: tuple[int, ...], mode: 
         if not isinstance(value, CValue):
             kernel.outputs.append(("value", value))
             continue
-        if value.expr in arg_names and value.vector == translator.kind(var.aval):
+        group = translator.kind(var.aval)  # a vector output may be a broadcast scalar
+        if value.expr in arg_names and value.group == group:
             kernel.outputs.append(("input", arg_names[value.expr]))
             continue
-        vector = translator.kind(var.aval)  # a vector output may be a broadcast scalar
         index = len(kernel.results)
         ctype = C_TYPES[value.dtype]
-        kernel.results.append((tuple(shape) if vector else (), value.dtype))
+        kernel.results.append((translator.shapes[group] if group is not None else (), value.dtype))
         kernel.outputs.append(("kernel", index))
-        if vector:
+        if group is not None:
             translator.pointers.append(f"{ctype}* q{index} = ({ctype}*)out[{index}];")
-            stores.append(f"q{index}[i] = {value.expr};")
+            stores[group].append(f"q{index}[i] = {value.expr};")
         else:
             scalar_stores.append(f"*({ctype}*)out[{index}] = {value.expr};")
-    if not any(shape_ for shape_, _ in kernel.results):
+    if not any(shape for shape, _ in kernel.results):
         raise Unsupported("the step computes no per-parameter buffer")
-    indent = "\n    "
+    loops, offset = [], 0
+    for group, shape in enumerate(translator.shapes):
+        size = int(np.prod(shape))
+        lines = translator.loads[group] + translator.body[group] + stores[group]
+        if lines:
+            loops.append(_loop(offset, size, lines))
+        offset += size
     kernel.source = (
         HEADER
         + "\nvoid aj_kernel(const void* const* in, void* const* out, int64_t lo, int64_t hi,"
         + " int64_t first) {\n    "
-        + indent.join(translator.prologue + translator.pointers)
-        + "\n#pragma GCC ivdep\n    for (int64_t i = lo; i < hi; ++i) {\n        "
-        + "\n        ".join(translator.loads + translator.body + stores)
-        + "\n    }\n    if (first) {\n        "
+        + "\n    ".join(translator.prologue + translator.pointers)
+        + "\n"
+        + "".join(loops)
+        + "    if (first) {\n        "
         + "\n        ".join(scalar_stores)
         + "\n    }\n}\n"
     )
     return kernel
+
+
+def _loop(offset: int, size: int, lines: list[str]) -> str:
+    """The loop over one shape group: elements [offset, offset + size) of the kernel's range."""
+    end = offset + size
+    body = "\n            ".join(lines)
+    return (
+        f"    {{\n        const int64_t a = lo > {offset} ? lo : {offset};\n"
+        f"        const int64_t b = hi < {end} ? hi : {end};\n"
+        "#pragma GCC ivdep\n"
+        f"        for (int64_t j = a; j < b; ++j) {{\n"
+        f"            const int64_t i = j - {offset};\n"
+        f"            {body}\n        }}\n    }}\n"
+    )

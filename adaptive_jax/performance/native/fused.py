@@ -14,11 +14,12 @@ is wrapped in :func:`jax.custom_jvp` whose rule differentiates the plain XLA ste
 ``jax.grad``/``jax.jvp`` through a fused step give the plain step's derivatives;
 under ``vmap`` the kernel runs once per batch member.
 
-The path applies when every non-scalar input (parameters, gradients, per-parameter
-state and hyperparameters) has one common shape — one array, or the single buffer
-of :class:`~adaptive_jax.performance.FlatParams` — and dtypes are float32/float64
-(with integer/bool scalars).  Otherwise :func:`fused_apply_step` returns ``None``
-and the caller runs XLA's path.
+The path applies to any pytree of parameters — one array, the buffer of
+:class:`~adaptive_jax.performance.FlatParams`, or a tree of leaves of many shapes
+(one loop per distinct shape, all in one kernel; at most ``MAX_SHAPES`` shapes) —
+in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a global norm, a per-leaf
+trust ratio) makes :func:`fused_apply_step` return ``None``, and the caller runs
+XLA's path.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ from adaptive_jax.performance.native.codegen import Kernel, Unsupported, transla
 # thread, so the kernel's time adds to Python's dispatch instead of overlapping it.
 MIN_SIZE = 1 << 16
 
+# At most this many distinct leaf shapes (one loop each): the C code grows with them,
+# and so does the C compiler's time (about 0.1 s per loop of Adam).  Many leaves are
+# better served by FlatParams (one buffer, one loop).
+MAX_SHAPES = 16
+
 # Below this many elements one thread does the whole loop (handing work to another
 # thread costs a few microseconds).
 PARALLEL_GRAIN = 1 << 14
@@ -52,16 +58,17 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 MODES = ("xla", "c")
 
 
-def common_shape(leaves: list[Any]) -> tuple[int, ...] | None:
-    """The one shape every non-scalar leaf has, else None."""
-    shapes = {tuple(jnp.shape(x)) for x in leaves} - {()}
-    return shapes.pop() if len(shapes) == 1 else None
+def vector_shapes(leaves: list[Any]) -> list[tuple[int, ...]]:
+    """The distinct shapes of the non-scalar leaves, in order of first appearance."""
+    return list(dict.fromkeys(tuple(jnp.shape(x)) for x in leaves if jnp.ndim(x)))
 
 
-def _kernel(closed: Any, flat: list[Any], shape: tuple[int, ...]) -> tuple[str, Kernel] | None:
+def _kernel(
+    closed: Any, flat: list[Any], shapes: list[tuple[int, ...]]
+) -> tuple[str, Kernel] | None:
     for mode in MODES:
         try:
-            return mode, translate(closed, flat, shape, mode)
+            return mode, translate(closed, flat, shapes, mode)
         except Unsupported:
             continue
     return None
@@ -75,20 +82,22 @@ def fused_elementwise(
 ) -> tuple[Any, ...] | None:
     """``fn(*args)`` (a tuple of arrays) computed by one generated native loop, or ``None``.
 
-    ``fn`` must be elementwise over the one common shape of the non-scalar ``args``.
+    ``fn`` must be elementwise: every output element depends only on the elements at
+    the same position of the inputs of its shape, and on scalars.
     With ``aliased_from``, output ``j`` may be written in place of
     ``args[aliased_from + j]`` (same shape and dtype): donate those and nothing is
     copied.  Differentiating the result differentiates ``fn`` itself (a
     :func:`jax.custom_jvp`); under ``vmap`` the kernel runs once per batch member.
-    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), the shapes differ, it
+    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), its arrays have more
+    than ``MAX_SHAPES`` distinct shapes, it
     writes fewer than ``min_buffers`` non-scalar outputs, or native kernels are
     unavailable here.
     """
     if build.available() is not None:
         return None
     flat = [x if isinstance(x, jax.Array | np.ndarray) else jnp.asarray(x) for x in args]
-    shape = common_shape(flat)
-    if shape is None:
+    shapes = vector_shapes(flat)
+    if not shapes or len(shapes) > MAX_SHAPES:
         return None
     try:
         closed = jax.make_jaxpr(fn)(*flat)
@@ -97,7 +106,7 @@ def fused_elementwise(
     chosen: dict[str, Any] = {}
 
     def probe(*args):  # translate under a throwaway trace, to learn the mode and source
-        chosen["found"] = _kernel(closed, list(args), shape)
+        chosen["found"] = _kernel(closed, list(args), shapes)
         return jnp.zeros(())
 
     jax.make_jaxpr(probe)(*flat)
@@ -112,7 +121,7 @@ def fused_elementwise(
         return None
 
     def native(*flat):
-        kernel = translate(closed, list(flat), shape, mode)
+        kernel = translate(closed, list(flat), shapes, mode)
         inputs = [
             flat[what] if kind == "arg" else jnp.asarray(what) for kind, what in kernel.inputs
         ]
@@ -138,7 +147,7 @@ def fused_elementwise(
         results = call(
             *inputs,
             kernel=np.int64(address),
-            size=np.int64(int(np.prod(shape))),
+            size=np.int64(sum(int(np.prod(shape)) for shape in shapes)),
             grain=np.int64(PARALLEL_GRAIN),
             threads=np.int64(THREADS),
         )
