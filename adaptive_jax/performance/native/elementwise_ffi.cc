@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -113,7 +115,14 @@ class Workers {
 };
 
 Workers& Pool() {
-  static Workers* pool = new Workers();  // never destroyed: workers outlive main's statics
+  // Never destroyed: workers outlive main's statics.  A forked child has none of its
+  // parent's threads, so it starts a pool of its own.
+  static Workers* pool = new Workers();
+  static pid_t owner = getpid();
+  if (getpid() != owner) {
+    pool = new Workers();
+    owner = getpid();
+  }
   return *pool;
 }
 
