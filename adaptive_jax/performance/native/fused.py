@@ -6,7 +6,8 @@ translate: Adam, AdamW, AMSGrad, RMSProp, Adagrad, SGD with momentum, Lion, ...)
 one C loop, compiled once (:mod:`.build`) and called through XLA's FFI, with the
 parameter and state buffers aliased to the outputs, so a donated step updates them
 in place reading and writing each byte once — 28 bytes per parameter for Adam where
-XLA's CPU backend moves 40.  The loop runs on XLA's intra-op thread pool.
+XLA's CPU backend moves 40.  Large calls are split over the cores by the FFI
+handler's own worker threads.
 
 Hyperparameters stay *data*: they are inputs of the call, not constants of the
 kernel, so a new learning rate neither recompiles nor rebuilds anything.  The call
@@ -17,9 +18,9 @@ under ``vmap`` the kernel runs once per batch member.
 The path applies to any pytree of parameters — one array, the buffer of
 :class:`~adaptive_jax.performance.FlatParams`, or a tree of leaves of many shapes
 (one loop per distinct shape, all in one kernel; at most ``MAX_SHAPES`` shapes) —
-in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a global norm, a per-leaf
-trust ratio) makes :func:`fused_apply_step` return ``None``, and the caller runs
-XLA's path.
+in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a
+global norm, a per-leaf trust ratio) makes :func:`fused_apply_step` return ``None``,
+and the caller runs XLA's path.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from adaptive_jax.performance.native import build
 from adaptive_jax.performance.native.codegen import Kernel, Unsupported, translate
 
 # apply_step(native=True) fuses steps of at least this many elements.  Below it XLA's
-# loops win: XLA runs a program without floating-point work inline on the calling
-# thread, so the kernel's time adds to Python's dispatch instead of overlapping it.
+# loops win: XLA runs a program its cost model counts as under 1000 flops (a custom
+# call counts none) inline on the calling thread, so the kernel's time adds to
+# Python's dispatch instead of overlapping it.
 MIN_SIZE = 1 << 16
 
 # At most this many distinct leaf shapes (one loop each): the C code grows with them,
