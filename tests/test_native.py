@@ -76,7 +76,7 @@ def test_fused_step_equals_plain_step(name, dtype):
 
 def mixed_tree(dtype, scale=1):
     """Leaves of several shapes (two of them equal), as a real model's parameters."""
-    shapes = {"w1": (20 * scale, 30), "b1": (30,), "w2": (30, 7), "b2": (7,), "e": (7,)}
+    shapes = {"w1": (20 * scale, 30), "b1": (30,), "w2": (30, 7), "b2": (7,), "e": (5,)}
     return {
         name: jnp.sin(jnp.arange(np.prod(shape), dtype=dtype) + i).reshape(shape)
         for i, (name, shape) in enumerate(sorted(shapes.items()))
@@ -110,9 +110,25 @@ def test_fused_step_on_a_tree_equals_plain_step(name):
             np.testing.assert_array_equal(x, y)
 
 
+def test_leaves_of_one_shape_share_a_loop_up_to_a_limit():
+    tx = aj.adam(0.1)
+    pair = {"a": jnp.linspace(-1.0, 1.0, 40), "b": jnp.linspace(1.0, 2.0, 40)}
+    grads = jax.tree_util.tree_map(jnp.cos, pair)
+    state = tx.init(pair)
+    expected = jax.jit(plain_step(tx))(pair, state, grads)
+    got = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))(pair, state, grads)
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        # Equal to rounding (float64 here): in the shared loop the C compiler may contract
+        # a multiply-add that XLA's separate loops leave apart.
+        np.testing.assert_allclose(x, y, rtol=4 * float(jnp.finfo(jnp.float64).eps), atol=0)
+    # Three Adam leaves of one shape would be 21 arrays in one loop: XLA's path instead.
+    triple = {**pair, "c": jnp.ones(40)}
+    assert fused_apply_step(tx, triple, tx.init(triple), triple) is None
+
+
 def test_per_leaf_hyperparameters_on_a_tree():
     params = mixed_tree(jnp.float32)
-    rates = {"b1": 0.1, "b2": 0.2, "e": 0.3, "w1": 0.01, "w2": 0.02}
+    rates = {"b1": 0.1, "b2": 0.2, "e": 0.3, "w1": 0.01, "w2": 0.02}  # one per leaf
     tx = aj.adamw(rates, weight_decay={"b1": 0.0, "b2": 0.0, "e": 0.0, "w1": 0.1, "w2": 0.2})
     grads = jax.tree_util.tree_map(lambda p: jnp.cos(p) * 0.1, params)
     state = tx.init(params)

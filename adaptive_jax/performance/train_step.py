@@ -58,16 +58,19 @@ def apply_step(
     """``params + tx.update(grads, opt_state, params)``; returns ``(params, opt_state)``.
 
     The traceable body of :func:`update_step` (call it inside your own jitted step).
-    With ``native`` (what :func:`update_step` passes for parameters on one CPU device),
-    an elementwise update of at least ``native.fused.MIN_SIZE`` elements in all that
-    writes two or more buffers (parameters and state) runs as one generated C kernel (:mod:`adaptive_jax.performance.native`) — the same
-    numbers, read and written once; otherwise, or where no C compiler is found, XLA's
-    path.  Do not pass ``native`` for sharded parameters: the kernel would see them
-    gathered onto every device.  With ``block_size`` (e.g. ``blocked.DEFAULT_BLOCK_SIZE``) an elementwise update of
-    1-D buffers runs block by block (the same arithmetic; XLA may round it differently
-    where it contracts ``a*b+c`` into a fused multiply-add).  With :class:`FlatParams`
-    and ``check_layout``, raises :class:`~adaptive_jax.performance.FlatLayoutError` if
-    ``tx`` would give other numbers on flat buffers than on the tree.
+
+    * ``native`` (what :func:`update_step` passes for parameters on one CPU device): an
+      elementwise update of at least ``native.fused.MIN_SIZE`` parameters that writes
+      two or more buffers runs as one generated C kernel
+      (:mod:`adaptive_jax.performance.native`), reading and writing each byte once,
+      with the same numbers; otherwise, or without a C compiler, XLA's path.  Do not
+      pass it for sharded parameters: the kernel would see them gathered.
+    * ``block_size`` (e.g. ``blocked.DEFAULT_BLOCK_SIZE``): an elementwise update of
+      1-D buffers runs block by block (the same arithmetic; XLA may round it
+      differently where it contracts ``a*b+c`` into a fused multiply-add).
+    * With :class:`FlatParams` and ``check_layout``, raises
+      :class:`~adaptive_jax.performance.FlatLayoutError` if ``tx`` would give other
+      numbers on flat buffers than on the tree.
     """
     if check_layout and isinstance(params, FlatParams):
         check_flat_layout(tx, params.layout.groups, "update_step")

@@ -46,6 +46,12 @@ from adaptive_jax.performance.native.c_expressions import (
 CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # pjit / closed_call / custom_jvp, custom_vjp
 
 
+# Arrays read or written by one loop.  Leaves of one shape share a loop; with many of
+# them (24 Adam leaves of one shape: 168 streams) the loop thrashes the caches and the
+# prefetchers and ran 2x slower than XLA's loops, so such steps stay on XLA.
+MAX_STREAMS = 16
+
+
 class Unsupported(Exception):
     """The step has an operation, shape or dtype this translation does not cover."""
 
@@ -292,6 +298,10 @@ def translate(
             scalar_stores.append(f"*({ctype}*)out[{index}] = {value.expr};")
     if not any(shape for shape, _ in kernel.results):
         raise Unsupported("the step computes no per-parameter buffer")
+    for group in range(len(translator.shapes)):
+        streams = len(translator.loads[group]) + len(stores[group])
+        if streams > MAX_STREAMS:
+            raise Unsupported(f"{streams} arrays in one loop (at most {MAX_STREAMS})")
     loops, offset = [], 0
     for group, shape in enumerate(translator.shapes):
         size = int(np.prod(shape))

@@ -17,7 +17,8 @@ under ``vmap`` the kernel runs once per batch member.
 
 The path applies to any pytree of parameters — one array, the buffer of
 :class:`~adaptive_jax.performance.FlatParams`, or a tree of leaves of many shapes
-(one loop per distinct shape, all in one kernel; at most ``MAX_SHAPES`` shapes) —
+(one loop per distinct shape, all in one kernel; at most ``MAX_SHAPES`` shapes and
+``codegen.MAX_STREAMS`` arrays per loop) —
 in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a
 global norm, a per-leaf trust ratio) makes :func:`fused_apply_step` return ``None``,
 and the caller runs XLA's path.
