@@ -16,7 +16,7 @@ import adaptive_jax as aj
 from adaptive_jax.performance import native
 from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
 from adaptive_jax.performance.native.build import TARGET_NAME
-from adaptive_jax.performance.native.fused import MAX_SHAPES, MIN_SIZE
+from adaptive_jax.performance.native.fused import MIN_SIZE
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
@@ -110,20 +110,38 @@ def test_fused_step_on_a_tree_equals_plain_step(name):
             np.testing.assert_array_equal(x, y)
 
 
-def test_leaves_of_one_shape_share_a_loop_up_to_a_limit():
+def test_each_leaf_gets_its_own_loop_and_equal_leaves_share_its_code():
+    # 30 leaves of three shapes: 30 loops, one compiled loop body for all of them.
+    from adaptive_jax.performance.native import codegen
+
     tx = aj.adam(0.1)
-    pair = {"a": jnp.linspace(-1.0, 1.0, 40), "b": jnp.linspace(1.0, 2.0, 40)}
-    grads = jax.tree_util.tree_map(jnp.cos, pair)
-    state = tx.init(pair)
-    expected = jax.jit(plain_step(tx))(pair, state, grads)
-    got = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))(pair, state, grads)
+    params = {f"x{k:02d}": jnp.linspace(-1.0, 1.0, 8 + k % 3) + k for k in range(30)}
+    grads = jax.tree_util.tree_map(jnp.cos, params)
+    state = tx.init(params)
+    expected = jax.jit(plain_step(tx))(params, state, grads)
+    got = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g))(params, state, grads)
     for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
-        # Equal to rounding (float64 here): in the shared loop the C compiler may contract
-        # a multiply-add that XLA's separate loops leave apart.
+        # Equal to rounding (float64): on loops shorter than a vector the C compiler may
+        # contract a multiply-add that XLA leaves apart.
         np.testing.assert_allclose(x, y, rtol=4 * float(jnp.finfo(jnp.float64).eps), atol=0)
-    # Three Adam leaves of one shape would be 21 arrays in one loop: XLA's path instead.
-    triple = {**pair, "c": jnp.ones(40)}
-    assert fused_apply_step(tx, triple, tx.init(triple), triple) is None
+    flat = [*jax.tree_util.tree_leaves(tx), *jax.tree_util.tree_leaves(grads)]
+    flat += [*jax.tree_util.tree_leaves(params), *jax.tree_util.tree_leaves(state)]
+
+    def step(*flat):
+        return tuple(jax.tree_util.tree_leaves(plain_step(tx)(*_split(flat))))
+
+    def _split(flat):
+        n_tx, n = len(jax.tree_util.tree_leaves(tx)), len(params)
+        g = dict(zip(sorted(params), flat[n_tx : n_tx + n]))
+        p = dict(zip(sorted(params), flat[n_tx + n : n_tx + 2 * n]))
+        s = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state), flat[n_tx + 2 * n :])
+        return p, s, g
+
+    closed = jax.make_jaxpr(step)(*flat)
+    shapes = [(8,), (9,), (10,)]
+    source = codegen.translate(closed, flat, shapes, "c").source
+    assert source.count("static __attribute__((noinline)) void aj_loop") == 1
+    assert source.count("aj_loop0(") == 1 + 30  # the definition and one call per leaf
 
 
 def test_per_leaf_hyperparameters_on_a_tree():
@@ -209,9 +227,9 @@ def test_reductions_and_other_shapes_are_refused():
     assert fused_elementwise(lambda x: (x[::-1],), [x]) is None
     assert fused_elementwise(lambda x, y: (x + y[0],), [x, jnp.ones(3)]) is None
     assert fused_elementwise(lambda x: (x.reshape(4, 4) * 2.0,), [x]) is None
-    many = [jnp.ones(n) for n in range(1, MAX_SHAPES + 2)]
+    many = [jnp.ones(3) + k for k in range(65)]  # 65 loops: more than MAX_LOOPS
     assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many) is None
-    assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many[:-1]) is not None
+    assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many[:64]) is not None
 
 
 def test_hyperparameters_are_inputs_not_constants():

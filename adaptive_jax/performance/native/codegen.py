@@ -11,9 +11,9 @@ The jaxpr is read as two kinds of values:
 * **scalars** (rank 0: hyperparameters, the step count, bias corrections) are
   computed once, before the loop (``mode="c"``), or by XLA before the call
   (``mode="xla"``, used when a scalar operation has no C translation here);
-* **vectors** (arrays of one of the parameters' shapes) are computed inside a loop:
-  one loop per distinct shape, over the elements of every array of that shape, all
-  loops in one kernel (the caller's threads split their concatenated index range).
+* **vectors** (arrays of one of the parameters' shapes) are computed inside loops:
+  one loop per parameter leaf, all in one kernel (:mod:`.loops`; the caller's threads
+  split their concatenated index range).
 
 Anything else — a reduction, a gather, another shape, a primitive or dtype not in
 the tables of :mod:`.c_expressions` — raises :class:`Unsupported`, and the caller
@@ -27,6 +27,7 @@ differ from XLA's in the last place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import jax
 import jax.extend.core
 import numpy as np
 
+from adaptive_jax.performance.native import loops
 from adaptive_jax.performance.native.c_expressions import (
     C_TYPES,
     FLOAT_ONLY,
@@ -46,10 +48,14 @@ from adaptive_jax.performance.native.c_expressions import (
 CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # pjit / closed_call / custom_jvp, custom_vjp
 
 
-# Arrays read or written by one loop.  Leaves of one shape share a loop; with many of
-# them (24 Adam leaves of one shape: 168 streams) the loop thrashes the caches and the
-# prefetchers and ran 2x slower than XLA's loops, so such steps stay on XLA.
+# Arrays read or written by one loop (one leaf's: 7 for Adam).  A loop that streamed
+# 168 arrays (24 Adam leaves in one loop, before loops were split per leaf) thrashed
+# the caches and ran at half the speed of XLA's loops.
 MAX_STREAMS = 16
+
+# Loops (parameter leaves) in one kernel.  Tracing and translating a step costs about
+# 20 ms per leaf in Python; a model with more leaves belongs on FlatParams anyway.
+MAX_LOOPS = 64
 
 
 class Unsupported(Exception):
@@ -82,6 +88,7 @@ class Kernel:
     """
 
     source: str
+    size: int = 0  # elements of the kernel's index range: all loops, one after another
     inputs: list[tuple[str, Any]] = field(default_factory=list)
     results: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
     outputs: list[tuple[str, Any]] = field(default_factory=list)
@@ -97,6 +104,7 @@ class _Translator:
         self.body: list[list[str]] = [[] for _ in shapes]
         self.kernel = Kernel(source="")
         self.counter = 0
+        self.bound: dict[Any, list[Any]] = {}  # scalar operations bound in JAX, by inputs
 
     def fresh(self) -> str:
         self.counter += 1
@@ -189,14 +197,20 @@ class _Translator:
             if any(isinstance(x, CValue) and x.vector for x in inputs):
                 raise Unsupported(f"{name} reduces a vector to a scalar")
             values = [x.literal if isinstance(x, CValue) else x for x in inputs]
-            try:
-                bound = eqn.primitive.get_bind_params(eqn.params)
-                # (subfuns, params) before jax 0.8, params since
-                subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
-                out = eqn.primitive.bind(*subfuns, *values, **params)
-            except Exception as error:  # a primitive that cannot be re-bound this way
-                raise Unsupported(f"binding {name}: {error}") from error
-            return list(out) if eqn.primitive.multiple_results else [out]
+            # The same scalar computation repeats for every leaf (a hyperparameter cast,
+            # a bias correction): bind it once, so XLA compiles a few scalar kernels,
+            # not a few per leaf.
+            key = (eqn.primitive, _params_key(eqn.params), tuple(_value_key(v) for v in values))
+            if key not in self.bound:
+                try:
+                    bound = eqn.primitive.get_bind_params(eqn.params)
+                    # (subfuns, params) before jax 0.8, params since
+                    subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+                    out = eqn.primitive.bind(*subfuns, *values, **params)
+                except Exception as error:  # a primitive that cannot be re-bound this way
+                    raise Unsupported(f"binding {name}: {error}") from error
+                self.bound[key] = list(out) if eqn.primitive.multiple_results else [out]
+            return self.bound[key]
         if any(isinstance(x, CValue) and x.vector for x in inputs) and not vector:
             raise Unsupported(f"{name} reduces a vector to a scalar")
         if any(isinstance(x, CValue) and x.vector and x.group != group for x in inputs):
@@ -298,24 +312,35 @@ def translate(
             scalar_stores.append(f"*({ctype}*)out[{index}] = {value.expr};")
     if not any(shape for shape, _ in kernel.results):
         raise Unsupported("the step computes no per-parameter buffer")
-    for group in range(len(translator.shapes)):
-        streams = len(translator.loads[group]) + len(stores[group])
+    parts = []
+    for group, shape in enumerate(translator.shapes):
+        lines = translator.loads[group] + translator.body[group] + stores[group]
+        parts += loops.components(lines, int(np.prod(shape)))
+    if len(parts) > MAX_LOOPS:
+        raise Unsupported(f"{len(parts)} loops (at most {MAX_LOOPS}: use FlatParams)")
+    for part in parts:
+        streams = sum("[i]" in line for line in part.lines)
         if streams > MAX_STREAMS:
             raise Unsupported(f"{streams} arrays in one loop (at most {MAX_STREAMS})")
-    loops, offset = [], 0
-    for group, shape in enumerate(translator.shapes):
-        size = int(np.prod(shape))
-        lines = translator.loads[group] + translator.body[group] + stores[group]
-        if lines:
-            loops.append(_loop(offset, size, lines))
-        offset += size
+    pointer_types = {
+        m.group(2): m.group(1) for line in translator.pointers if (m := _POINTER.match(line))
+    }
+    scalar_types = {
+        m.group(2): m.group(1) for line in translator.prologue if (m := _SCALAR.match(line))
+    }
+    functions, calls = loops.emit(parts, pointer_types, scalar_types)
+    kernel.size = sum(part.size for part in parts)
     kernel.source = (
         HEADER
+        + functions
+        # The kernel itself only computes scalars and calls the loops: compiled without
+        # optimisation, its size (a few lines per leaf) costs the C compiler linear time.
+        + '\n__attribute__((optimize("O0")))'
         + "\nvoid aj_kernel(const void* const* in, void* const* out, int64_t lo, int64_t hi,"
         + " int64_t first) {\n    "
         + "\n    ".join(translator.prologue + translator.pointers)
         + "\n"
-        + "".join(loops)
+        + calls
         + "    if (first) {\n        "
         + "\n        ".join(scalar_stores)
         + "\n    }\n}\n"
@@ -323,15 +348,20 @@ def translate(
     return kernel
 
 
-def _loop(offset: int, size: int, lines: list[str]) -> str:
-    """The loop over one shape group: elements [offset, offset + size) of the kernel's range."""
-    end = offset + size
-    body = "\n            ".join(lines)
-    return (
-        f"    {{\n        const int64_t a = lo > {offset} ? lo : {offset};\n"
-        f"        const int64_t b = hi < {end} ? hi : {end};\n"
-        "#pragma GCC ivdep\n"
-        f"        for (int64_t j = a; j < b; ++j) {{\n"
-        f"            const int64_t i = j - {offset};\n"
-        f"            {body}\n        }}\n    }}\n"
-    )
+def _params_key(params: dict[str, Any]) -> Any:
+    try:
+        key = tuple(sorted(params.items()))
+        hash(key)
+        return key
+    except TypeError:  # unhashable parameters (a jaxpr, ...): never shared
+        return object()
+
+
+def _value_key(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return ("literal", value.dtype.str, value.tobytes())
+    return ("value", id(value))
+
+
+_POINTER = re.compile(r"^(.*?\*) (\w+) = ")
+_SCALAR = re.compile(r"^const (\S+) (\w+) = ")

@@ -17,8 +17,8 @@ under ``vmap`` the kernel runs once per batch member.
 
 The path applies to any pytree of parameters — one array, the buffer of
 :class:`~adaptive_jax.performance.FlatParams`, or a tree of leaves of many shapes
-(one loop per distinct shape, all in one kernel; at most ``MAX_SHAPES`` shapes and
-``codegen.MAX_STREAMS`` arrays per loop) —
+(one loop per leaf, all in one kernel; leaves doing the same arithmetic share one
+compiled loop body) —
 in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a
 global norm, a per-leaf trust ratio) makes :func:`fused_apply_step` return ``None``,
 and the caller runs XLA's path.
@@ -43,11 +43,6 @@ from adaptive_jax.performance.native.codegen import Kernel, Unsupported, transla
 # call counts none) inline on the calling thread, so the kernel's time adds to
 # Python's dispatch instead of overlapping it.
 MIN_SIZE = 1 << 16
-
-# At most this many distinct leaf shapes (one loop each): the C code grows with them,
-# and so does the C compiler's time (about 0.1 s per loop of Adam).  Many leaves are
-# better served by FlatParams (one buffer, one loop).
-MAX_SHAPES = 16
 
 # Below this many elements one thread does the whole loop (handing work to another
 # thread costs a few microseconds).
@@ -91,8 +86,7 @@ def fused_elementwise(
     ``args[aliased_from + j]`` (same shape and dtype): donate those and nothing is
     copied.  Differentiating the result differentiates ``fn`` itself (a
     :func:`jax.custom_jvp`); under ``vmap`` the kernel runs once per batch member.
-    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), its arrays have more
-    than ``MAX_SHAPES`` distinct shapes, it
+    ``None`` if ``fn`` is not translatable (:mod:`.codegen`), it
     writes fewer than ``min_buffers`` non-scalar outputs, or native kernels are
     unavailable here.
     """
@@ -100,7 +94,7 @@ def fused_elementwise(
         return None
     flat = [x if isinstance(x, jax.Array | np.ndarray) else jnp.asarray(x) for x in args]
     shapes = vector_shapes(flat)
-    if not shapes or len(shapes) > MAX_SHAPES:
+    if not shapes:
         return None
     try:
         closed = jax.make_jaxpr(fn)(*flat)
@@ -150,7 +144,7 @@ def fused_elementwise(
         results = call(
             *inputs,
             kernel=np.int64(address),
-            size=np.int64(sum(int(np.prod(shape)) for shape in shapes)),
+            size=np.int64(kernel.size),
             grain=np.int64(PARALLEL_GRAIN),
             threads=np.int64(THREADS),
         )
