@@ -227,6 +227,10 @@ def test_reductions_and_other_shapes_are_refused():
     assert fused_elementwise(lambda x: (x[::-1],), [x]) is None
     assert fused_elementwise(lambda x, y: (x + y[0],), [x, jnp.ones(3)]) is None
     assert fused_elementwise(lambda x: (x.reshape(4, 4) * 2.0,), [x]) is None
+    # One loop reading 16 arrays and writing 1: more than MAX_STREAMS = 16 arrays.
+    wide = [jnp.ones(3) + k for k in range(16)]
+    assert fused_elementwise(lambda *xs: (sum(xs),), wide) is None
+    assert fused_elementwise(lambda *xs: (sum(xs),), wide[:15]) is not None
     many = [jnp.ones(3) + k for k in range(65)]  # 65 loops: more than MAX_LOOPS
     assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many) is None
     assert fused_elementwise(lambda *xs: tuple(2.0 * x for x in xs), many[:64]) is not None

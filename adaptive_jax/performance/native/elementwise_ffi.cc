@@ -9,8 +9,9 @@
 //
 // Large calls are split into `threads` chunks.  The calling thread runs the first;
 // the others go to workers of a small pool owned by this library: started once,
-// asleep on a condition variable between calls.  (XLA's FFI thread pool costs tens of
-// microseconds per task here, more than a chunk of a mid-sized step takes.)
+// spinning up to 100 us after a call, then asleep on a condition variable.  (XLA's
+// FFI thread pool cost tens of microseconds per task here, more than a chunk of a
+// mid-sized step takes.)
 
 #include <algorithm>
 #include <atomic>
