@@ -19,6 +19,10 @@ NAMED_OPTIMIZERS = {
         dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
     ),
     "amsgrad": (aj.amsgrad, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4)),
+    "amsgrad_raw": (
+        aj.amsgrad,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, maximum_of="raw"),
+    ),
     "sign_descent": (aj.sign_descent, dict(learning_rate=0.01)),
     "normalized_gd": (aj.normalized_gd, dict(learning_rate=0.01)),
     "rmsprop_centered": (

@@ -152,7 +152,7 @@ def test_zero1_state_is_split_over_data_axis_and_update_matches():
     def total_bytes(tree):
         return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree))
 
-    moments = state.inner[0]
+    moments = (state.inner[0], state.inner[1])
     assert total_bytes(moments) / bytes_on_device0(moments) == pytest.approx(8.0)
 
     ref_state = tx.init(params)

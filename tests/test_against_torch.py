@@ -166,8 +166,9 @@ CASES = {
         aj.adamw(0.01, b1=0.8, b2=0.95, eps=1e-3, weight_decay=0.3),
         lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.3),
     ),
+    # torch takes the maximum of the raw second moment: our maximum_of="raw".
     "amsgrad": Case(
-        aj.amsgrad(0.01, b1=0.8, b2=0.95, eps=1e-3),
+        aj.amsgrad(0.01, b1=0.8, b2=0.95, eps=1e-3, maximum_of="raw"),
         lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3, amsgrad=True),
     ),
     "adamax": Case(

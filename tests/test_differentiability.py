@@ -184,7 +184,7 @@ def build(name, defaults=False):
             for key, value in kwargs.items()
             if key == "learning_rate"
             or signature[key].default in (None, inspect.Parameter.empty)
-            or isinstance(value, bool)
+            or isinstance(value, (bool, str))
         }
     return factory(**kwargs)
 
@@ -206,7 +206,7 @@ def assert_close(names, actual, expected, rtol, atol):
 def test_every_numeric_hyperparameter_is_a_leaf(name):
     _, kwargs = NAMED_OPTIMIZERS[name]
     leaves = Counter(Hyperparameters(build(name)).theta.tolist())
-    numeric = Counter(float(v) for v in kwargs.values() if not isinstance(v, bool))
+    numeric = Counter(float(v) for v in kwargs.values() if not isinstance(v, (bool, str)))
     assert not numeric - leaves, f"not leaves of the pytree: {numeric - leaves}"
 
 
@@ -227,7 +227,10 @@ def test_meta_gradient_matches_finite_differences(name, defaults):
 @pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
 def test_forward_and_reverse_mode_agree(name):
     result = derivatives(name)
-    assert_close(result["names"], result["forward"], result["reverse"], 1e-9, 1e-300)
+    # An exactly-zero derivative (AMSGrad's maximum kept at its first, b2-free value)
+    # comes out as rounding noise in one mode: allow 1e-12 of the gradient's scale.
+    scale = np.max(np.abs(result["reverse"]))
+    assert_close(result["names"], result["forward"], result["reverse"], 1e-9, 1e-12 * scale)
 
 
 @pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))

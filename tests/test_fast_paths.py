@@ -92,7 +92,7 @@ def test_flat_state_is_one_padded_buffer_per_dtype():
     sizes = {}
     for leaf in jax.tree_util.tree_leaves(params):
         sizes[leaf.dtype.name] = sizes.get(leaf.dtype.name, 0) + leaf.size
-    for moment in state.inner[0]:  # Adam's mu and nu
+    for moment in (state.inner[0].mu, state.inner[1].nu):  # Adam's mu and nu
         for dtype, size in sizes.items():
             buffer = moment.buffers[dtype]
             assert buffer.shape == (-(-size // ALIGNMENT) * ALIGNMENT,)
@@ -117,7 +117,7 @@ def test_low_precision_moments_through_the_flat_path():
     actual, state = run_steps(aj.flatten(tx), params)
     assert_trees_equal(actual, expected)
     assert state.inner[0].mu.buffers["float32"].dtype == jnp.bfloat16
-    assert state.inner[0].nu.buffers["float32"].dtype == jnp.bfloat16
+    assert state.inner[1].nu.buffers["float32"].dtype == jnp.bfloat16
 
 
 def test_flatten_refuses_per_parameter_hyperparameters():

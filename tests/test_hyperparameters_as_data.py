@@ -111,7 +111,8 @@ def batch_axes(tx):
 
 def test_vmap_over_sixteen_learning_rates_is_one_program_and_matches_separate_runs():
     learning_rates = jnp.linspace(0.005, 0.08, 16)
-    batched = aj.adam(learning_rates, b1=0.9, b2=0.99, eps=1e-6)
+    # A population: the optimizer built inside vmap has a batch axis on the learning rate.
+    batched = jax.vmap(lambda rate: aj.adam(rate, b1=0.9, b2=0.99, eps=1e-6))(learning_rates)
     train_many = jax.vmap(train, in_axes=(batch_axes(batched),))
 
     jaxpr = jax.make_jaxpr(train_many)(batched)

@@ -18,12 +18,12 @@ def test_hyperparameters_lists_every_numeric_field_by_path():
     tx = aj.chain(aj.clip_by_global_norm(2.0), aj.adamw(0.01, b1=0.8, b2=0.95, weight_decay=0.3))
     assert aj.hyperparameters(tx) == {
         "transforms[0].max_norm": 2.0,
-        "transforms[1].transforms[0].b1": 0.8,
-        "transforms[1].transforms[0].b2": 0.95,
-        "transforms[1].transforms[2].eps": 1e-8,
-        "transforms[1].transforms[2].eps_root": 0.0,
-        "transforms[1].transforms[3].weight_decay": 0.3,
-        "transforms[1].transforms[4].learning_rate": 0.01,
+        "transforms[1].transforms[0].decay": 0.8,
+        "transforms[1].transforms[1].decay": 0.95,
+        "transforms[1].transforms[3].eps": 1e-8,
+        "transforms[1].transforms[3].eps_root": 0.0,
+        "transforms[1].transforms[4].weight_decay": 0.3,
+        "transforms[1].transforms[5].learning_rate": 0.01,
     }
 
 
@@ -38,7 +38,13 @@ def test_hyperparameter_paths_are_the_jax_key_paths_of_the_leaves():
 
 @pytest.mark.parametrize(
     "name",
-    ["b2", "transforms[0].b2", ".transforms[0].b2", "[0].b2", "transforms[1].transforms[0].b2"],
+    [
+        "b2",  # the name adam took
+        "transforms[1].b2",  # the same, with the path of the chain that records it
+        "transforms[1].transforms[1].decay",  # the field's path
+        ".transforms[1].decay",  # a trailing part of it
+        "[1].transforms[1].decay",
+    ],
 )
 def test_get_hyperparameter_by_name_or_by_path(name):
     tx = aj.chain(aj.clip_by_global_norm(1.0), aj.adam(b2=0.97))
@@ -48,18 +54,37 @@ def test_get_hyperparameter_by_name_or_by_path(name):
 def test_ambiguous_name_raises_and_lists_the_candidates():
     tx = aj.chain(aj.normalize_by_global_norm(eps=0.5), aj.adam())
     with pytest.raises(
-        aj.HyperparameterLookupError, match=r"transforms\[0\]\.eps, .*transforms\[2\]\.eps"
+        aj.HyperparameterLookupError, match=r"transforms\[0\]\.eps, .*transforms\[3\]\.eps"
     ):
         aj.get_hyperparameter(tx, "eps")
     assert aj.get_hyperparameter(tx, "transforms[0].eps") == 0.5
-    assert aj.get_hyperparameter(tx, "transforms[1].transforms[2].eps") == 1e-8
+    assert aj.get_hyperparameter(tx, "transforms[1].transforms[3].eps") == 1e-8
 
 
 def test_missing_name_raises_and_lists_what_exists():
     with pytest.raises(
-        aj.HyperparameterLookupError, match=r"no hyperparameter 'beta1'.*transforms\[0\]\.b1"
+        aj.HyperparameterLookupError,
+        match=r"no hyperparameter 'beta1'.*b1, b2.*transforms\[0\]\.decay",
     ):
         aj.get_hyperparameter(aj.adam(), "beta1")
+
+
+@pytest.mark.parametrize(
+    "tx, name, value",
+    [
+        (aj.sgd(0.1, momentum=0.8), "momentum", 0.8),
+        (aj.rmsprop(0.1, decay=0.7, momentum=0.6), "decay", 0.7),
+        (aj.rmsprop(0.1, decay=0.7, momentum=0.6), "momentum", 0.6),
+        (aj.adamw(0.1, b1=0.85, b2=0.95), "b1", 0.85),
+        (aj.yogi(0.1, b1=0.85, b2=0.95), "b2", 0.95),
+        (aj.sign_descent(0.1, momentum=0.5), "momentum", 0.5),
+    ],
+)
+def test_hyperparameters_are_found_by_the_names_their_constructor_took(tx, name, value):
+    assert aj.get_hyperparameter(tx, name) == value
+    changed = aj.set_hyperparameter(tx, name, 0.25)
+    assert aj.get_hyperparameter(changed, name) == 0.25
+    assert jax.tree_util.tree_structure(changed) == jax.tree_util.tree_structure(tx)
 
 
 def test_static_configuration_is_not_a_hyperparameter():
@@ -77,14 +102,14 @@ def test_optax_transformations_cannot_be_inspected():
 def test_set_hyperparameter_changes_only_that_value_and_keeps_the_treedef():
     tx = aj.chain(aj.clip_by_global_norm(1.0), aj.adam(0.01))
     new = aj.set_hyperparameter(tx, "learning_rate", 0.5)
-    expected = dict(aj.hyperparameters(tx), **{"transforms[1].transforms[3].learning_rate": 0.5})
+    expected = dict(aj.hyperparameters(tx), **{"transforms[1].transforms[4].learning_rate": 0.5})
     assert aj.hyperparameters(new) == expected
     assert aj.get_hyperparameter(tx, "learning_rate") == 0.01  # the original is untouched
     assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(tx)
 
 
 def test_set_hyperparameter_validates_the_new_value():
-    with pytest.raises(ValueError, match="b1"):
+    with pytest.raises(ValueError, match=r"decay=1\.5 is invalid"):
         aj.set_hyperparameter(aj.adam(), "b1", 1.5)
 
 

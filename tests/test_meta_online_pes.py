@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
+from adaptive_jax import extend
 from adaptive_jax.meta import (
     adam_hd,
     meta_train,
@@ -145,11 +146,10 @@ A_MATRIX = 0.5 * np.eye(N_STATE) + 0.5 * np.eye(N_STATE, k=1)
 B_SIGNS = np.array([1.0] * 10 + [-1.0] * 13)
 
 
-@aj.pytree_dataclass
-class InfluenceBalancing(aj.Transform):
+class InfluenceBalancing(extend.Transform):
     """The toy dynamics as a transformation whose hyperparameter is theta (gradients unused)."""
 
-    theta: Any
+    theta: Any = extend.hyperparameter(domain=extend.REAL)
 
     def apply(self, updates, state, params, count):
         following = jnp.asarray(A_MATRIX) @ params + self.theta * jnp.asarray(B_SIGNS)

@@ -116,7 +116,7 @@ def float16_adam_step(eps, moment_dtype=None):
     grads = jnp.array([1e-5, 0.0, -4e-4, 3e-3, 1.0], jnp.float16)
     tx = aj.adam(lr, b1, b2, eps, mu_dtype=moment_dtype, nu_dtype=moment_dtype)
     updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
-    mu, nu = (np.asarray(x, np.float64) for x in state.inner[0])
+    mu, nu = (np.asarray(x, np.float64) for x in (state.inner[0].mu, state.inner[1].nu))
     # the stored moments put through Adam's formula in float64
     expected = -lr * (mu / (1 - b1)) / (np.sqrt(nu / (1 - b2)) + eps)
     return np.asarray(grads, np.float64), nu, np.asarray(updates, np.float64), expected
@@ -197,7 +197,7 @@ def test_adam_on_complex_least_squares_matches_a_hand_computation():
     z = jnp.zeros(3, jnp.complex128)
     tx = aj.adam(lr, b1, b2, eps)
     state = tx.init(z)
-    assert state.inner[0].nu.dtype == jnp.float64  # |g|^2 is real
+    assert state.inner[1].nu.dtype == jnp.float64  # |g|^2 is real
     step = jax.jit(lambda z, state: tx.update(descent_direction(z), state, z))
     m = np.zeros(3, complex)
     v = np.zeros(3)

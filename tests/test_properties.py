@@ -22,7 +22,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 SHAPES = [(), (3,), (2, 3)]
-decays = st.floats(0.0, 0.999)
+# 0 or at least 1e-30: a positive value that rounds to 0 in float32 is rejected (as an eps).
+decays = st.one_of(st.just(0.0), st.floats(1e-30, 0.999))
 seeds = st.integers(0, 2**32 - 1)
 
 
@@ -121,11 +122,9 @@ def test_amsgrad_denominator_never_decreases(params, seed, b1, b2, spikes):
         jax.tree_util.tree_map(lambda g, factor=(100.0 if spike else 0.01): factor * g, g_t)
         for g_t, spike in zip(gradient_sequence(params, seed, steps=6), spikes)
     ]
-    torch_variant = aj.amsgrad(0.1, b1, b2)  # max of the raw v, then bias-corrected
-    optax_variant = aj.chain(  # max of the bias-corrected v: the denominator itself
-        aj.ema_moments(b1, b2), aj.debias(), aj.amsgrad_max(), aj.precondition(), aj.scale(-0.1)
-    )
-    for tx, position in [(torch_variant, 1), (optax_variant, 2)]:
+    torch_variant = aj.amsgrad(0.1, b1, b2, maximum_of="raw")  # max of v, then corrected
+    default = aj.amsgrad(0.1, b1, b2)  # max of the bias-corrected v: the denominator itself
+    for tx, position in [(torch_variant, 2), (default, 3)]:
         maxima = [leaves(state.inner[position]) for _, state in run_updates(tx, params, grads)]
         for earlier, later in zip(maxima, maxima[1:]):
             for a, b in zip(earlier, later):

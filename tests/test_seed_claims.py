@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.transforms.moments import AmsgradMax
+from adaptive_jax.transforms.moments.corrections import AmsgradMax
 
 # The seeds' anisotropic quadratic L(x, y) = 1/2 (100 x^2 + y^2).
 CURVATURES = jnp.array([100.0, 1.0])
@@ -129,31 +129,17 @@ def numpy_ema(gradients, decay):
 
 
 def test_amsgrad_denominator_never_decreases():
-    r"""AMSGrad keeps :math:`\max_{k\le t} v_k`; Adam's :math:`\hat v_t` goes down as soon
-    as gradients shrink.  With :math:`\beta_1 = 0` the denominator is :math:`-\alpha g/u`."""
+    r"""AMSGrad's effective denominator :math:`\sqrt{\max_{k\le t}\hat v_k} + \epsilon` never
+    decreases; Adam's goes down as soon as gradients shrink.  With :math:`\beta_1 = 0` the
+    denominator is :math:`-\alpha g/u`."""
     b2, eps, learning_rate = 0.9, 1e-8, 0.1
     gradients = random_gradients(60, 4, seed=1)
     g = np.asarray(gradients)
     v = numpy_ema(g, b2)
     t = np.arange(1, len(g) + 1)[:, None]
 
-    # torch's variant (the default): the stored maximum of the raw v_t.
-    tx = aj.amsgrad(learning_rate, b1=0.0, b2=b2, eps=eps)
-    position = [isinstance(member, AmsgradMax) for member in tx.transforms].index(True)
-    _, states = updates_for(tx, gradients)
-    stored_max = np.asarray(states.inner[position])
-    assert np.all(np.diff(stored_max, axis=0) >= 0)
-    np.testing.assert_allclose(stored_max, np.maximum.accumulate(v), rtol=1e-12)
-
-    # optax's variant (amsgrad_max after debias): the denominator itself never decreases.
-    optax_variant = aj.chain(
-        aj.ema_moments(0.0, b2),
-        aj.debias(),
-        aj.amsgrad_max(),
-        aj.precondition(eps),
-        aj.scale_by_learning_rate(learning_rate),
-    )
-    updates, _ = updates_for(optax_variant, gradients)
+    # The default (optax's variant): the maximum of the bias-corrected v_hat.
+    updates, _ = updates_for(aj.amsgrad(learning_rate, b1=0.0, b2=b2, eps=eps), gradients)
     denominator = -learning_rate * g / updates
     assert np.all(np.diff(denominator, axis=0) >= -1e-12 * denominator[1:])
     expected = np.sqrt(np.maximum.accumulate(v / (1 - b2**t))) + eps
@@ -163,6 +149,24 @@ def test_amsgrad_denominator_never_decreases():
     adam_updates, _ = updates_for(aj.adam(learning_rate, b1=0.0, b2=b2, eps=eps), gradients)
     adam_denominator = -learning_rate * g / adam_updates
     assert np.any(np.diff(adam_denominator, axis=0) < -0.1 * adam_denominator[1:])
+
+
+def test_torch_amsgrad_keeps_the_raw_maximum_and_its_denominator_shrinks_with_the_correction():
+    r"""``maximum_of="raw"`` (``torch.optim.Adam(amsgrad=True)``) stores :math:`\max_k v_k` and
+    divides it by :math:`1-\beta_2^t` afterwards: with one large gradient followed by small
+    ones the maximum stays put while :math:`1-\beta_2^t` grows, so the denominator shrinks."""
+    b2, eps, learning_rate = 0.9, 1e-8, 0.1
+    g = np.array([[10.0]] + [[0.1]] * 5)
+    v = numpy_ema(g, b2)
+    t = np.arange(1, len(g) + 1)[:, None]
+    tx = aj.amsgrad(learning_rate, b1=0.0, b2=b2, eps=eps, maximum_of="raw")
+    position = [isinstance(member, AmsgradMax) for member in tx.transforms].index(True)
+    updates, states = updates_for(tx, jnp.asarray(g))
+    stored_max = np.asarray(states.inner[position].nu_max)
+    np.testing.assert_allclose(stored_max, np.maximum.accumulate(v), rtol=1e-12)
+    denominator = -learning_rate * g / updates
+    np.testing.assert_allclose(denominator, np.sqrt(v[0] / (1 - b2**t)) + eps, rtol=1e-10)
+    assert np.all(np.diff(denominator, axis=0) < 0)  # sqrt((1 - 0.9) / (1 - 0.81)): -27 %
 
 
 # Reddi, Kale & Kumar (ICLR 2018), section 3: f_t(x) = C x if t mod 3 == 1 else -x on
@@ -187,14 +191,14 @@ def reddi_run(tx):
 
 
 def reddi_numpy(amsgrad, eps=1e-8):
-    """The same experiment in plain NumPy (torch's AMSGrad: max of the raw v)."""
+    """The same experiment in plain NumPy (AMSGrad: max of the bias-corrected v)."""
     b2 = 1 / (1 + REDDI_C**2)
-    x, v, v_max, xs = 0.0, 0.0, 0.0, []
+    x, v, v_hat_max, xs = 0.0, 0.0, 0.0, []
     for t in range(1, REDDI_STEPS + 1):
         g = REDDI_C if t % 3 == 1 else -1.0
         v = b2 * v + (1 - b2) * g**2
-        v_max = max(v_max, v)
-        v_hat = (v_max if amsgrad else v) / (1 - b2**t)
+        v_hat_max = max(v_hat_max, v / (1 - b2**t))
+        v_hat = v_hat_max if amsgrad else v / (1 - b2**t)
         x = float(np.clip(x - REDDI_ALPHA / np.sqrt(t) * g / (np.sqrt(v_hat) + eps), -1, 1))
         xs.append(x)
     return np.array(xs)

@@ -147,7 +147,7 @@ def test_wrong_state_is_rejected():
     tx = aj.adam(0.1)
     with pytest.raises(TypeError, match="expects the state returned by its init"):
         tx.update(grads_like(PARAMS), optax.adam(0.1).init(PARAMS), PARAMS)
-    with pytest.raises(ValueError, match="chain of 4 transforms got a state with 1 entries"):
+    with pytest.raises(ValueError, match="chain of 5 transforms got a state with 1 entries"):
         tx.update(grads_like(PARAMS), aj.sgd(0.1).init(PARAMS), PARAMS)
 
 

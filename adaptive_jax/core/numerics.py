@@ -11,6 +11,8 @@
 * :func:`bias_correction` — ``1 - beta**t`` computed in at least float32, so that
   bfloat16 hyperparameters never make it round to 0.
 * :func:`increment` — a step counter that saturates instead of overflowing.
+* :func:`squared_magnitude`, :func:`ema`, :func:`global_norm` — the arithmetic every
+  moment estimate and clipping block shares.
 """
 
 from __future__ import annotations
@@ -88,3 +90,42 @@ def cast_like(scalar: Any, array: jax.Array) -> jax.Array:
     low-precision parameters; the cast is differentiable.
     """
     return jnp.asarray(scalar).astype(jnp.result_type(array))
+
+
+def squared_magnitude(g: jax.Array, dtype: Any = None) -> jax.Array:
+    """:math:`|g|^2` (real also for complex ``g``), in ``dtype`` if given."""
+    g = g if dtype is None else g.astype(widest_dtype(dtype, g.dtype))
+    square = jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
+    return square if dtype is None else square.astype(dtype)
+
+
+def ema(previous: jax.Array, new: jax.Array, decay: Any) -> jax.Array:
+    r""":math:`\beta x_{t-1} + (1-\beta) x_t`, stored in ``previous``'s dtype.
+
+    Computed in at least float32: in bfloat16, :math:`\beta_2 = 0.999` itself rounds
+    to 1 and the average would never move.
+    """
+    wide = widest_dtype(previous.dtype, jnp.float32)
+    decay = jnp.asarray(decay).astype(wide)
+    average = decay * previous.astype(wide) + (1 - decay) * new.astype(wide)
+    return average.astype(previous.dtype)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    r""":math:`\|g\|_2` over all leaves, with a derivative that is 0 (not NaN) at :math:`g=0`.
+
+    Summed in float64 if any leaf is float64, else in float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> print(aj.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
+        5.0
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros([])
+    wide = any(jnp.finfo(jnp.result_type(x)).bits == 64 for x in leaves)
+    dtype = jnp.float64 if wide else jnp.float32
+    total = sum(jnp.sum(squared_magnitude(x, dtype)) for x in leaves)
+    return safe_sqrt(total)

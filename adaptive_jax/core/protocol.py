@@ -10,8 +10,9 @@ This is structurally optax's ``GradientTransformation``: any object with ``init`
 and ``update`` can be given to code written for optax (``optax.chain``,
 ``flax.nnx.Optimizer``), and optax transformations can sit inside :func:`chain`.
 
-Every :class:`Transform` is a pytree (see :mod:`adaptive_jax.core.pytree`) whose
-numeric hyperparameters are leaves.  Internally a transform implements
+Every :class:`Transform` is a :class:`~adaptive_jax.core.module.Module`: a frozen
+dataclass pytree whose numeric hyperparameters are declared leaves.  Internally a
+transform implements
 
 * ``init_state(params) -> state`` and
 * ``apply(updates, state, params, count) -> (updates, state)``,
@@ -23,11 +24,12 @@ counter for all of its members, so a chain of ten transforms counts steps once.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from adaptive_jax.core.module import Module
 from adaptive_jax.core.numerics import COUNT_DTYPE, increment, widest_dtype
 from adaptive_jax.core.trees import as_inexact_arrays, check_inexact, check_same_structure
 
@@ -48,8 +50,15 @@ class StepState(NamedTuple):
     inner: PyTree
 
 
-class Transform:
-    """Base class of every adaptive_jax transformation (subclasses are pytree dataclasses)."""
+class Transform(Module, abstract=True):
+    """Base class of every adaptive_jax transformation (a :class:`~adaptive_jax.core.module.Module`).
+
+    A transform whose ``apply`` needs the extra keyword arguments of an update (optax's
+    ``GradientTransformationExtraArgs`` protocol, e.g. ``value=loss``) sets
+    ``takes_extra_args = True`` and accepts them as ``**extra_args``.
+    """
+
+    takes_extra_args: ClassVar[bool] = False
 
     # -- what subclasses implement ------------------------------------------------
     def init_state(self, params: PyTree) -> PyTree:
@@ -66,7 +75,10 @@ class Transform:
     # -- the optax-compatible protocol ---------------------------------------------
     def init(self, params: PyTree) -> StepState:
         """Initial state: a step counter at 0 and the transform's own state."""
+        from adaptive_jax.core.inspect import check_per_parameter_trees  # (imports this module)
+
         check_inexact(params, "params")
+        check_per_parameter_trees(self, params)
         return StepState(jnp.zeros([], COUNT_DTYPE), self.init_state(params))
 
     def update(
@@ -78,7 +90,6 @@ class Transform:
         and be floating point or complex; a mismatch raises
         :class:`~adaptive_jax.core.trees.TreeMismatchError` naming the first differing path.
         """
-        del extra_args  # accepted for compatibility with optax's extra-args protocol
         if not isinstance(state, StepState):
             raise TypeError(
                 f"{type(self).__name__}.update expects the state returned by its init "
@@ -89,7 +100,10 @@ class Transform:
             params = as_inexact_arrays(params, "params")
             check_same_structure(updates, params, "updates", "params", check_dtypes=True)
         count = increment(state.count)
-        updates, inner = self.apply(updates, state.inner, params, count)
+        if self.takes_extra_args:
+            updates, inner = self.apply(updates, state.inner, params, count, **extra_args)
+        else:  # extra arguments this transform does not use are ignored, as in optax
+            updates, inner = self.apply(updates, state.inner, params, count)
         return updates, StepState(count, inner)
 
 

@@ -149,16 +149,28 @@ def as_inexact_arrays(tree: Any, name: str) -> Any:
 
 
 def map_params(
-    f: Callable[..., Any], updates: Any, *others: Any, names: tuple[str, ...] = ()
+    f: Callable[..., Any],
+    updates: Any,
+    *others: Any,
+    names: tuple[str, ...] = (),
+    per_leaf: tuple[list[Any], ...] = (),
 ) -> Any:
     """``tree_map(f, updates, *others)`` after checking every tree matches ``updates``.
 
-    ``names`` labels ``others`` in the error message (e.g. ``("mu", "nu")``).
+    ``names`` labels ``others`` in the error message (e.g. ``("mu", "nu")``).  Each list
+    in ``per_leaf`` holds one value per leaf of ``updates`` (a per-parameter
+    hyperparameter, see :func:`~adaptive_jax.core.hyperparameter.per_leaf`), passed to
+    ``f`` after the leaves of ``others``.
     """
     for index, other in enumerate(others):
         name = names[index] if index < len(names) else f"tree {index + 1}"
         check_same_structure(other, updates, name, "updates")
-    return jax.tree_util.tree_map(f, updates, *others)
+    if not per_leaf:
+        return jax.tree_util.tree_map(f, updates, *others)
+    leaves, treedef = jax.tree_util.tree_flatten(updates)
+    other_leaves = [treedef.flatten_up_to(other) for other in others]
+    out = [f(*args) for args in zip(leaves, *other_leaves, *per_leaf)]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def zeros_like(tree: Any, dtype: Any = None) -> Any:

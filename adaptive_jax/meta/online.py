@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax.core.combine import chain
+from adaptive_jax.core.hyperparameter import LEARNING_RATE, NONNEGATIVE
+from adaptive_jax.core.module import child, hyperparameter
+from adaptive_jax.core.moments import expect_gradients
 from adaptive_jax.core.numerics import cast_like, compute_dtype
 from adaptive_jax.core.protocol import PyTree, Transform
-from adaptive_jax.core.pytree import pytree_dataclass
 from adaptive_jax.core.trees import map_params, zeros_like
-from adaptive_jax.core.validation import check_finite, check_nonnegative
-from adaptive_jax.transforms.moments import expect_gradients
 from adaptive_jax.transforms.preconditioning import scale_by_adam
 
 
@@ -72,7 +72,6 @@ def inner_product(a: PyTree, b: PyTree, dtype: Any) -> jax.Array:
     return sum(products, jnp.zeros([], dtype))
 
 
-@pytree_dataclass
 class HypergradientDescent(Transform):
     """Step along ``direction``'s output with a learning rate adapted by hypergradient descent.
 
@@ -80,13 +79,11 @@ class HypergradientDescent(Transform):
     outputs a descent direction, without the learning rate).
     """
 
-    direction: Transform
-    learning_rate: Any = 1e-3
-    hypergrad_lr: Any = 1e-3
-
-    def __post_init__(self):
-        check_finite("learning_rate", self.learning_rate)
-        check_nonnegative("hypergrad_lr", self.hypergrad_lr)
+    direction: Transform = child()
+    learning_rate: Any = hyperparameter(
+        default=1e-3, domain=LEARNING_RATE, schedule=False, per_parameter=False
+    )
+    hypergrad_lr: Any = hyperparameter(default=1e-3, domain=NONNEGATIVE)
 
     def init_state(self, params):
         alpha = jnp.asarray(self.learning_rate)

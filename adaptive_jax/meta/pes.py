@@ -36,9 +36,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adaptive_jax.core.hyperparameter import POSITIVE
+from adaptive_jax.core.module import Module, child, hyperparameter, static
 from adaptive_jax.core.protocol import PyTree
-from adaptive_jax.core.pytree import pytree_dataclass, static_field
-from adaptive_jax.core.validation import check_range
 from adaptive_jax.meta.truncated import InnerRun, WindowState
 from adaptive_jax.meta.unroll import Unrolled
 
@@ -82,8 +82,7 @@ def antithetic_perturbations(
     return jax.tree_util.tree_unflatten(treedef, [draw(k, x) for k, x in zip(keys, leaves)])
 
 
-@pytree_dataclass
-class PersistentES:
+class PersistentES(Module):
     r"""Meta-gradient estimator: PES over windows of an :class:`~adaptive_jax.meta.truncated.InnerRun`.
 
     ``init(meta_params, key) -> state`` starts :math:`N` particles; ``estimate(meta_params,
@@ -92,17 +91,16 @@ class PersistentES:
     :func:`persistent_es`.
     """
 
-    run: InnerRun
-    num_particles: int = static_field(default=100)
-    sigma: Any = 0.1
+    run: InnerRun = child()
+    num_particles: int = static(default=100)
+    sigma: Any = hyperparameter(default=0.1, domain=POSITIVE)
 
-    def __post_init__(self):
+    def __check_init__(self):
         if self.num_particles < 2 or self.num_particles % 2:
             raise ValueError(
                 f"num_particles must be a positive even number (antithetic pairs), got "
                 f"{self.num_particles}"
             )
-        check_range("sigma", self.sigma, 0.0, None, low_inclusive=False)
 
     def init(self, meta_params: PyTree, key: jax.Array) -> PESState:
         one = self.run.start(self.run.transform(meta_params))

@@ -32,7 +32,7 @@ def stack_population(transforms: Sequence[Any]) -> Any:
     Example:
         >>> import adaptive_jax as aj
         >>> population = aj.meta.stack_population([aj.adam(lr) for lr in (1e-3, 1e-2, 1e-1)])
-        >>> population.transforms[3].learning_rate.shape
+        >>> aj.get_hyperparameter(population, "learning_rate").shape
         (3,)
     """
     if not transforms:

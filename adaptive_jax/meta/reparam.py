@@ -105,7 +105,8 @@ def to_unconstrained(tx: Any, rules: Mapping[str, Reparameterization] | None = N
         >>> import adaptive_jax as aj
         >>> z = aj.meta.to_unconstrained(aj.adam(1e-3, b2=0.999))
         >>> back = aj.meta.from_unconstrained(z)
-        >>> round(float(back.transforms[0].b2), 6), round(float(back.transforms[3].learning_rate), 6)
+        >>> b2, rate = (aj.get_hyperparameter(back, name) for name in ("b2", "learning_rate"))
+        >>> round(float(b2), 6), round(float(rate), 6)
         (0.999, 0.001)
     """
     return _map_by_name(tx, rules, lambda rule, x: rule.unconstrain(x))

@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax.core.combine import as_transform
+from adaptive_jax.core.module import Module, child, static
+from adaptive_jax.core.numerics import global_norm
 from adaptive_jax.core.protocol import PyTree, apply_updates
-from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.meta.hypergradient import value_and_hypergradient
 from adaptive_jax.transforms.clipping import clip_by_global_norm
-from adaptive_jax.transforms.scaling import global_norm
 
 
 class MetaGradientExplosionWarning(RuntimeWarning):
@@ -67,16 +67,15 @@ class MetaTrainResult(NamedTuple):
     history: MetaHistory
 
 
-@pytree_dataclass
-class ExactMetaGradient:
+class ExactMetaGradient(Module):
     """Estimator wrapping a differentiable ``meta_loss(meta_params) -> scalar`` (stateless).
 
     ``mode`` is one of :data:`adaptive_jax.meta.hypergradient.MODES` (see
     :func:`~adaptive_jax.meta.hypergradient.hypergradient`).
     """
 
-    meta_loss: Callable[..., jax.Array]
-    mode: str = static_field(default="reverse")
+    meta_loss: Callable[..., jax.Array] = child()
+    mode: str = static(default="reverse")
 
     def init(self, meta_params: PyTree, key: jax.Array | None = None) -> None:
         del meta_params, key

@@ -33,9 +33,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adaptive_jax.core.module import Module, child, static
 from adaptive_jax.core.numerics import COUNT_DTYPE
 from adaptive_jax.core.protocol import PyTree
-from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.meta.unroll import Unrolled, unroll
 
 
@@ -55,8 +55,7 @@ def mean_training_loss(result: Unrolled) -> jax.Array:
     return jnp.mean(result.losses)
 
 
-@pytree_dataclass
-class InnerRun:
+class InnerRun(Module):
     """A ``horizon``-step training run of ``loss_fn`` from ``init_params``, advanced ``window`` steps at a time.
 
     ``data`` is as for :func:`~adaptive_jax.meta.unroll.unroll`: arrays with a leading step axis
@@ -69,16 +68,16 @@ class InnerRun:
     restarts (an online run), and is then the length of ``data`` when it holds arrays.
     """
 
-    loss_fn: Callable[..., jax.Array]
-    init_params: PyTree
-    data: Any = None
-    window: int = static_field(default=1)
-    horizon: int | None = static_field(default=None)
-    objective: Callable[[Unrolled], jax.Array] | None = None
-    to_transform: Callable[[PyTree], Any] | None = None
-    remat: str | None = static_field(default=None)
+    loss_fn: Callable[..., jax.Array] = child()
+    init_params: PyTree = child()
+    data: Any = child(default=None)
+    window: int = static(default=1)
+    horizon: int | None = static(default=None)
+    objective: Callable[[Unrolled], jax.Array] | None = child(default=None)
+    to_transform: Callable[[PyTree], Any] | None = child(default=None)
+    remat: str | None = static(default=None)
 
-    def __post_init__(self):
+    def __check_init__(self):
         if self.window < 1:
             raise ValueError(f"window must be at least 1, got {self.window}")
         lengths = {jnp.shape(x)[0] for x in _array_leaves(self.data)}
@@ -155,8 +154,7 @@ def _array_leaves(data: Any) -> list[Any]:
     return jax.tree_util.tree_leaves(data)
 
 
-@pytree_dataclass
-class TruncatedBackprop:
+class TruncatedBackprop(Module):
     r"""Meta-gradient estimator: exact gradient of each window's objective, start held fixed.
 
     ``init(meta_params, key) -> state`` starts the run; ``estimate(meta_params, state) ->
@@ -164,7 +162,7 @@ class TruncatedBackprop:
     :func:`truncated_backprop`.
     """
 
-    run: InnerRun
+    run: InnerRun = child()
 
     def init(self, meta_params: PyTree, key: jax.Array | None = None) -> WindowState:
         del key  # deterministic

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaptive_jax.core.combine import Chain, chain
-from adaptive_jax.core.validation import check_decay
-from adaptive_jax.transforms.moment_variants import centered_ema_of_squares
-from adaptive_jax.transforms.moments import accumulate_squares, ema_of_squares
+from adaptive_jax.core.combine import Chain, aliased_chain, chain
+from adaptive_jax.core.hyperparameter import PerParameter
+from adaptive_jax.core.inspect import checks_arguments_by_name
+from adaptive_jax.transforms.moments.second import (
+    accumulate_squares,
+    centered_ema_of_squares,
+    ema_of_squares,
+)
 from adaptive_jax.transforms.momentum import trace
 from adaptive_jax.transforms.preconditioning import precondition
 from adaptive_jax.transforms.scaling import scale_by_learning_rate
 
 
+@checks_arguments_by_name
 def adagrad(
-    learning_rate: Any = 1e-2, eps: Any = 1e-10, initial_accumulator_value: Any = 0.0
+    learning_rate: PerParameter = 1e-2, eps: Any = 1e-10, initial_accumulator_value: Any = 0.0
 ) -> Chain:
     r"""Adagrad: :math:`G_t = G_{t-1} + g_t^2`, :math:`\theta_t = \theta_{t-1} - \eta\, g_t/(\sqrt{G_t} + \epsilon)`.
 
@@ -22,13 +27,18 @@ def adagrad(
     ``torch.optim.Adagrad(lr, eps=eps, initial_accumulator_value=0)``.
     (optax's ``adagrad`` puts eps inside the root and starts :math:`G_0 = 0.1`.)
 
+    Args:
+        learning_rate: :math:`\eta`: a number, a schedule, or a per-parameter tree.
+        eps: :math:`\epsilon \ge 0`, added to :math:`\sqrt{G_t}`.
+        initial_accumulator_value: :math:`G_0 \ge 0`.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
         >>> tx = aj.adagrad(0.1)
-        >>> params = jnp.array([1.0, 1.0])
-        >>> updates, state = tx.update(jnp.array([3.0, -4.0]), tx.init(params), params)
-        >>> [round(u, 6) for u in updates.tolist()]  # G_1 = g^2: the first step is -eta sign(g)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 6) for u in updates.tolist()]  # first step: -eta g / |g|
         [-0.1, 0.1]
 
     Reference: Duchi, Hazan & Singer, JMLR 2011.
@@ -40,11 +50,12 @@ def adagrad(
     )
 
 
+@checks_arguments_by_name
 def rmsprop(
-    learning_rate: Any = 1e-2,
-    decay: Any = 0.9,
+    learning_rate: PerParameter = 1e-2,
+    decay: PerParameter = 0.9,
     eps: Any = 1e-8,
-    momentum: Any = None,
+    momentum: PerParameter | None = None,
     nesterov: bool = False,
     centered: bool = False,
 ) -> Chain:
@@ -55,20 +66,31 @@ def rmsprop(
     ``centered=True`` swaps ``ema_of_squares`` for ``centered_ema_of_squares``, dividing
     by the running variance :math:`v_t - \bar g_t^2` instead (torch's ``centered=True``).
 
+    Args:
+        learning_rate: :math:`\eta`: a number, a schedule, or a per-parameter tree.
+        decay: :math:`\rho` in :math:`[0, 1)` (torch's ``alpha``).
+        eps: :math:`\epsilon \ge 0`, added to :math:`\sqrt{v_t}`.
+        momentum: momentum :math:`\mu` on the preconditioned step, or ``None``.
+        nesterov: Nesterov momentum (needs ``momentum``).
+        centered: divide by the variance instead of the second moment.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
         >>> tx = aj.rmsprop(0.1, decay=0.9)
-        >>> updates, state = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
-        >>> round(updates.item(), 4)  # v_1 = 0.1 g^2, so the first step is -eta / sqrt(0.1)
+        >>> params = jnp.zeros(1)
+        >>> updates, _ = tx.update(jnp.array([2.0]), tx.init(params), params)
+        >>> round(updates.item(), 4)  # -eta g / sqrt((1 - rho) g^2)
         -0.3162
 
     Reference: Tieleman & Hinton, Coursera lecture 6.5, 2012.
     """
     second_moment = centered_ema_of_squares(decay) if centered else ema_of_squares(decay)
-    steps = [second_moment, precondition(eps)]
+    steps: list[Any] = [second_moment, precondition(eps)]
+    aliases = {"decay": "transforms[0].decay"}
     if momentum is not None:
-        check_decay("momentum", momentum)
         steps.append(trace(momentum, nesterov))
-    steps.append(scale_by_learning_rate(learning_rate))
-    return chain(*steps)
+        aliases["momentum"] = "transforms[2].decay"
+    elif nesterov:
+        raise ValueError("nesterov=True needs a momentum value")
+    return aliased_chain(*steps, scale_by_learning_rate(learning_rate), aliases=aliases)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from adaptive_jax.core.combine import Chain, chain
-from adaptive_jax.transforms.momentum_variants import lion_momentum
+from adaptive_jax.core.hyperparameter import PerParameter
+from adaptive_jax.core.inspect import checks_arguments_by_name
+from adaptive_jax.transforms.momentum import lion_momentum
 from adaptive_jax.transforms.regularisation import add_decoupled_weight_decay
 from adaptive_jax.transforms.scaling import scale_by_learning_rate, scale_by_sign
 
 
+@checks_arguments_by_name
 def lion(
-    learning_rate: Any = 1e-4,
-    b1: Any = 0.9,
-    b2: Any = 0.99,
-    weight_decay: Any = 1e-3,
+    learning_rate: PerParameter = 1e-4,
+    b1: PerParameter = 0.9,
+    b2: PerParameter = 0.99,
+    weight_decay: PerParameter = 1e-3,
     mu_dtype: Any = None,
 ) -> Chain:
     r"""Lion: :math:`\theta_t = \theta_{t-1} - \alpha\big(\mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t) + \lambda\theta_{t-1}\big)`.
@@ -24,6 +27,13 @@ def lion(
     smaller than AdamW's.  It is sign descent (:func:`adaptive_jax.sign_descent`) with
     ``lion_momentum`` in front and AdamW's decoupled decay behind.  The numbers (and
     defaults) of ``optax.lion``.
+
+    Args:
+        learning_rate: :math:`\alpha`: a number, a schedule, or a per-parameter tree.
+        b1: :math:`\beta_1` in :math:`[0, 1)`, the interpolation of the step.
+        b2: :math:`\beta_2` in :math:`[0, 1)`, the decay of the memory.
+        weight_decay: :math:`\lambda \ge 0` (decoupled).
+        mu_dtype: dtype to store :math:`m_t` in.
 
     Example:
         >>> import jax.numpy as jnp

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaptive_jax.core.combine import Chain, chain
-from adaptive_jax.core.validation import check_decay
+from adaptive_jax.core.combine import Chain, aliased_chain, chain
+from adaptive_jax.core.hyperparameter import PerParameter
+from adaptive_jax.core.inspect import checks_arguments_by_name
 from adaptive_jax.transforms.momentum import trace
 from adaptive_jax.transforms.scaling import scale_by_learning_rate
 
 
-def sgd(learning_rate: Any, momentum: Any = None, nesterov: bool = False) -> Chain:
+@checks_arguments_by_name
+def sgd(
+    learning_rate: PerParameter,
+    momentum: PerParameter | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
+) -> Chain:
     r"""SGD: :math:`\theta \leftarrow \theta - \alpha g` or, with momentum :math:`\mu`,
     :math:`b \leftarrow \mu b + g,\ \theta \leftarrow \theta - \alpha b` (Nesterov: :math:`g + \mu b`).
 
     ``chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))``; the same
-    numbers as ``torch.optim.SGD(lr, momentum, dampening=0, nesterov=nesterov)``.
+    numbers as ``torch.optim.SGD(lr, momentum, dampening=0, nesterov=nesterov)`` and
+    ``optax.sgd``, with optax's arguments.  The momentum is found as ``"momentum"``.
+
+    Args:
+        learning_rate: :math:`\alpha`: a number, a schedule, or a per-parameter tree.
+        momentum: :math:`\mu` in :math:`[0, 1)`, a per-parameter tree, or ``None``
+            (no momentum buffer).
+        nesterov: Nesterov momentum (needs ``momentum``).
+        accumulator_dtype: dtype to store the momentum buffer in.
+
+    Returns:
+        The chain ``[trace(momentum) →] scale_by_learning_rate(learning_rate)``.
+
+    Raises:
+        ValueError: ``nesterov=True`` without ``momentum``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -31,5 +52,8 @@ def sgd(learning_rate: Any, momentum: Any = None, nesterov: bool = False) -> Cha
         if nesterov:
             raise ValueError("nesterov=True needs a momentum value")
         return chain(scale_by_learning_rate(learning_rate))
-    check_decay("momentum", momentum)
-    return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
+    return aliased_chain(
+        trace(momentum, nesterov, accumulator_dtype),
+        scale_by_learning_rate(learning_rate),
+        aliases={"momentum": "transforms[0].decay"},
+    )

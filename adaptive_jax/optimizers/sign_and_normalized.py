@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaptive_jax.core.combine import Chain, chain
-from adaptive_jax.core.validation import check_decay
+from adaptive_jax.core.combine import Chain, aliased_chain, chain
+from adaptive_jax.core.hyperparameter import PerParameter
+from adaptive_jax.core.inspect import checks_arguments_by_name
 from adaptive_jax.transforms.momentum import trace
 from adaptive_jax.transforms.scaling import (
     normalize_by_global_norm,
@@ -14,10 +15,15 @@ from adaptive_jax.transforms.scaling import (
 )
 
 
-def sign_descent(learning_rate: Any, momentum: Any = None) -> Chain:
+@checks_arguments_by_name
+def sign_descent(learning_rate: PerParameter, momentum: PerParameter | None = None) -> Chain:
     r"""Sign descent: :math:`\theta \leftarrow \theta - \alpha\,\mathrm{sign}(g)` (signSGD; with momentum, signum).
 
     The :math:`\beta_1=\beta_2=0,\ \epsilon\to0` limit of Adam.
+
+    Args:
+        learning_rate: :math:`\alpha`: a number, a schedule, or a per-parameter tree.
+        momentum: momentum :math:`\mu` in :math:`[0, 1)` before the sign (signum), or ``None``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -29,17 +35,26 @@ def sign_descent(learning_rate: Any, momentum: Any = None) -> Chain:
 
     Reference: Bernstein et al., "signSGD", ICML 2018.
     """
-    if momentum is not None:
-        check_decay("momentum", momentum)
-    steps = [] if momentum is None else [trace(momentum)]
-    return chain(*steps, scale_by_sign(), scale_by_learning_rate(learning_rate))
+    if momentum is None:
+        return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+    return aliased_chain(
+        trace(momentum),
+        scale_by_sign(),
+        scale_by_learning_rate(learning_rate),
+        aliases={"momentum": "transforms[0].decay"},
+    )
 
 
-def normalized_gd(learning_rate: Any, eps: Any = 0.0) -> Chain:
+@checks_arguments_by_name
+def normalized_gd(learning_rate: PerParameter, eps: Any = 0.0) -> Chain:
     r"""Normalized gradient descent: :math:`\theta \leftarrow \theta - \eta\, g/\|g\|_2`.
 
     Every step has length :math:`\eta`; with a constant rate it never settles at the
     minimum (use a decaying schedule for ``learning_rate``).
+
+    Args:
+        learning_rate: :math:`\eta`: a number, a schedule (decaying, to converge), or a tree.
+        eps: :math:`\epsilon \ge 0`, added to the norm.
 
     Example:
         >>> import jax.numpy as jnp

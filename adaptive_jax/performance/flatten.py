@@ -38,12 +38,12 @@ import jax.numpy as jnp
 
 from adaptive_jax.core.combine import as_transform
 from adaptive_jax.core.inspect import hyperparameters
+from adaptive_jax.core.module import child, static
+from adaptive_jax.core.moments import expect_gradients
 from adaptive_jax.core.numerics import COUNT_DTYPE
 from adaptive_jax.core.protocol import PyTree, Transform
-from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.performance.dataflow import cross_element_violations
 from adaptive_jax.performance.layout import FlatLayout, FlatParams
-from adaptive_jax.transforms.moments import expect_gradients
 
 # Distinct lengths, so that a state array can be traced back to its probe leaf.
 _PROBE_LENGTHS = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
@@ -145,12 +145,11 @@ def check_flat_layout(tx: Any, dtypes: tuple[str, ...], where: str) -> None:
         )
 
 
-@pytree_dataclass
 class Flattened(Transform):
     """See :func:`flatten`."""
 
-    inner: Transform
-    check: bool = static_field(default=True)
+    inner: Transform = child()
+    check: bool = static(default=True)
 
     def init_state(self, params: PyTree) -> PyTree:
         return self.inner.init_state(FlatLayout.of(params).ravel(params))

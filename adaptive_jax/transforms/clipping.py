@@ -7,33 +7,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax.core.numerics import cast_like
+from adaptive_jax.core.hyperparameter import POSITIVE
+from adaptive_jax.core.module import hyperparameter
+from adaptive_jax.core.moments import expect_gradients
+from adaptive_jax.core.numerics import cast_like, global_norm
 from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
-from adaptive_jax.core.validation import check_range
-from adaptive_jax.transforms.moments import expect_gradients
-from adaptive_jax.transforms.scaling import global_norm
 
 
-@pytree_dataclass
 class ClipByGlobalNorm(Transform):
-    """See :func:`clip_by_global_norm`."""
-
-    max_norm: Any = 1.0
-
-    def __post_init__(self):
-        check_range("max_norm", self.max_norm, 0.0, None, low_inclusive=False)
-
-    def apply(self, updates, state, params, count):
-        expect_gradients(updates, "clip_by_global_norm")
-        norm = global_norm(updates)
-        max_norm = cast_like(self.max_norm, norm)
-        factor = max_norm / jnp.maximum(norm, max_norm)
-        return jax.tree_util.tree_map(lambda u: u * cast_like(factor, u), updates), state
-
-
-def clip_by_global_norm(max_norm: Any = 1.0) -> ClipByGlobalNorm:
     r"""Rescale so that :math:`\|g\|_2 \le c`: :math:`g \leftarrow g \cdot \min(1, c/\|g\|_2)`.
+
+    Args:
+        max_norm: :math:`c > 0`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -47,4 +32,15 @@ def clip_by_global_norm(max_norm: Any = 1.0) -> ClipByGlobalNorm:
     Reference: Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent
     neural networks", ICML 2013.
     """
-    return ClipByGlobalNorm(max_norm)
+
+    max_norm: Any = hyperparameter(default=1.0, domain=POSITIVE)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "clip_by_global_norm")
+        norm = global_norm(updates)
+        max_norm = cast_like(self.max_norm, norm)
+        factor = max_norm / jnp.maximum(norm, max_norm)
+        return jax.tree_util.tree_map(lambda u: u * cast_like(factor, u), updates), state
+
+
+clip_by_global_norm = ClipByGlobalNorm

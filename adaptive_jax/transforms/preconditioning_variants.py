@@ -1,9 +1,13 @@
 r"""Preconditioners that do more than divide by :math:`\sqrt{v_t}`: RAdam and Adadelta.
 
-Both are single blocks because their extra factor needs a hyperparameter of the moment
-estimate (RAdam's :math:`\beta_2`, Adadelta's :math:`\rho` and :math:`\epsilon`); keeping
-moment and preconditioner in one block keeps each hyperparameter a single leaf.  Inside,
-they reuse the moment, bias-correction and preconditioning blocks unchanged.
+* :class:`rectified_precondition` — RAdam's preconditioner: Adam's step scaled by
+  the variance rectification :math:`r_t`, or the un-adapted first moment while the
+  second moment has seen too few gradients to trust (Liu et al. 2020).  It reads
+  :math:`\beta_2` from the second-moment block before it, so :math:`\beta_2` stays one
+  leaf;
+* :class:`scale_by_adadelta` — Adadelta's step (Zeiler 2012): one block, because its
+  second running average (of squared *steps*) shares :math:`\rho` and :math:`\epsilon`
+  with the first.
 """
 
 from __future__ import annotations
@@ -12,20 +16,17 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from adaptive_jax.core.numerics import bias_correction, cast_like, safe_sqrt
+from adaptive_jax.core.hyperparameter import DECAY_RATE, EPSILON, Domain
+from adaptive_jax.core.module import hyperparameter
+from adaptive_jax.core.moments import expect_gradients, expect_moments, leaf_values
+from adaptive_jax.core.numerics import bias_correction, cast_like, ema, safe_sqrt, squared_magnitude
 from adaptive_jax.core.protocol import PyTree, Transform
-from adaptive_jax.core.pytree import pytree_dataclass
 from adaptive_jax.core.trees import map_params, zeros_like
-from adaptive_jax.core.validation import check_decay, check_nonnegative, check_range
-from adaptive_jax.transforms.moments import (
-    Debias,
-    EmaMoments,
-    EmaOfSquares,
-    ema,
-    expect_gradients,
-    squared_magnitude,
-)
-from adaptive_jax.transforms.preconditioning import Precondition
+from adaptive_jax.transforms.moments.second import ema_of_squares_step, real_zeros_like
+from adaptive_jax.transforms.preconditioning import preconditioned
+
+# Below 4 the rectification's radicand can be negative.
+THRESHOLD = Domain("a rectification threshold", 4.0, None)
 
 
 def variance_rectification(b2: Any, count: Any, threshold: Any) -> tuple[Any, Any]:
@@ -61,48 +62,8 @@ def variance_rectification(b2: Any, count: Any, threshold: Any) -> tuple[Any, An
     return safe_sqrt(numerator / denominator), rectify
 
 
-@pytree_dataclass
-class ScaleByRadam(Transform):
-    """See :func:`scale_by_radam`."""
-
-    b1: Any = 0.9
-    b2: Any = 0.999
-    eps: Any = 1e-8
-    eps_root: Any = 0.0
-    threshold: Any = 5.0
-
-    def __post_init__(self):
-        check_decay("b1", self.b1)
-        check_decay("b2", self.b2)
-        check_nonnegative("eps", self.eps)
-        check_nonnegative("eps_root", self.eps_root)
-        # Below 4 the rectification's radicand can be negative.
-        check_range("threshold", self.threshold, 4.0, None)
-
-    def init_state(self, params):
-        return EmaMoments(self.b1, self.b2).init_state(params)
-
-    def apply(self, updates, state, params, count):
-        expect_gradients(updates, "scale_by_radam")
-        moments, state = EmaMoments(self.b1, self.b2).apply(updates, state, params, count)
-        corrected, _ = Debias().apply(moments, None, params, count)
-        adaptive, _ = Precondition(self.eps, self.eps_root).apply(corrected, None, params, count)
-        rectification, rectify = variance_rectification(self.b2, count, self.threshold)
-
-        def select(a, m):
-            return jnp.where(rectify, cast_like(rectification, a) * a, m.astype(a.dtype))
-
-        return map_params(select, adaptive, corrected.mu, names=("mu",)), state
-
-
-def scale_by_radam(
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
-    threshold: Any = 5.0,
-) -> ScaleByRadam:
-    r"""Rectified Adam's direction: Adam's step scaled by :math:`r_t`, or momentum SGD early on.
+class RectifiedPrecondition(Transform):
+    r"""RAdam's preconditioner: Adam's step rectified by :math:`r_t`, or :math:`\hat m_t` early on.
 
     .. math::
        d_t = \begin{cases}
@@ -110,11 +71,12 @@ def scale_by_radam(
          \hat m_t & \text{otherwise,}
        \end{cases}
 
-    with Adam's bias-corrected moments :math:`\hat m_t, \hat v_t` and :math:`\rho_t, r_t`
-    from :func:`variance_rectification`.  :math:`\rho_t` approximates the number of
-    gradients the second moment effectively averages; while it is small, the variance
-    of :math:`1/\sqrt{\hat v_t}` is too large to trust, so the step skips the adaptive
-    scaling (a warm-up derived from the EMA instead of tuned).
+    with :math:`\rho_t, r_t` from :func:`variance_rectification` and :math:`\beta_2` read
+    from the record of the second-moment block before it (:class:`~adaptive_jax.ema_of_squares`).
+    :math:`\rho_t` approximates the number of gradients the second moment effectively
+    averages; while it is small, the variance of :math:`1/\sqrt{\hat v_t}` is too large
+    to trust, so the step skips the adaptive scaling (a warm-up derived from the EMA
+    instead of tuned).
 
     This is ``optax.scale_by_radam`` exactly.  ``torch.optim.RAdam`` differs in two
     details: it rectifies when :math:`\rho_t > 5` (strict) and it adds ``eps`` to
@@ -122,10 +84,16 @@ def scale_by_radam(
     :math:`\sqrt{\hat v_t} + \epsilon/\sqrt{1-\beta_2^t}`; the two agree when
     ``eps = 0`` (and no :math:`\rho_t` equals 5 exactly).
 
+    Args:
+        eps: :math:`\epsilon \ge 0`, added to the root.
+        eps_root: :math:`\epsilon_r \ge 0`, added under the root.
+        threshold: rectify once :math:`\rho_t \ge` ``threshold`` (at least 4).
+
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
-        >>> tx = aj.scale_by_radam()
+        >>> tx = aj.chain(aj.ema_of_gradients(), aj.ema_of_squares(0.999), aj.debias(),
+        ...               aj.rectified_precondition())
         >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
         >>> [round(u, 4) for u in updates.tolist()]  # rho_1 = 1 < 5: the un-adapted m_hat_1 = g
         [3.0, -0.5]
@@ -133,54 +101,41 @@ def scale_by_radam(
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
     ICLR 2020.
     """
-    return ScaleByRadam(b1, b2, eps, eps_root, threshold)
+
+    eps: Any = hyperparameter(default=1e-8, domain=EPSILON)
+    eps_root: Any = hyperparameter(default=0.0, domain=EPSILON)
+    threshold: Any = hyperparameter(default=5.0, domain=THRESHOLD)
+
+    def apply(self, updates, state, params, count):
+        moments = expect_moments(updates, "rectified_precondition")
+        if moments.nu_decay is None:
+            raise TypeError(
+                "rectified_precondition needs the second moment's decay: place "
+                "ema_of_squares before it"
+            )
+        decays = leaf_values(moments.nu_decay, moments.mu)
+        done: dict[int, Any] = {}
+        for decay in decays:
+            if id(decay) not in done:
+                done[id(decay)] = variance_rectification(decay, count, self.threshold)
+
+        def select(m, v, decay):
+            rectification, rectify = done[id(decay)]
+            adaptive = preconditioned(m, v, self.eps, self.eps_root)
+            return jnp.where(rectify, cast_like(rectification, adaptive) * adaptive, m)
+
+        step = map_params(select, moments.mu, moments.nu, names=("nu",), per_leaf=(decays,))
+        return step, state
 
 
 class ScaleByAdadeltaState(NamedTuple):
-    """State of :func:`scale_by_adadelta`: EMAs of squared gradients and of squared steps."""
+    """State of :class:`scale_by_adadelta`: EMAs of squared gradients and of squared steps."""
 
     squared_gradients: PyTree
     squared_steps: PyTree
 
 
-@pytree_dataclass
 class ScaleByAdadelta(Transform):
-    """See :func:`scale_by_adadelta`."""
-
-    rho: Any = 0.9
-    eps: Any = 1e-6
-
-    def __post_init__(self):
-        check_decay("rho", self.rho)
-        # With eps = 0 the step history starts at 0 and every step would be 0 (or 0/0).
-        check_range("eps", self.eps, 0.0, None, low_inclusive=False)
-
-    def init_state(self, params):
-        squared_gradients = EmaOfSquares(self.rho).init_state(params)
-        return ScaleByAdadeltaState(squared_gradients, zeros_like(squared_gradients))
-
-    def apply(self, updates, state, params, count):
-        expect_gradients(updates, "scale_by_adadelta")
-        moments, squared_gradients = EmaOfSquares(self.rho).apply(
-            updates, state.squared_gradients, params, count
-        )
-        # g_t / sqrt(E[g^2]_t + eps): eps under the root, nothing outside.
-        direction, _ = Precondition(0.0, self.eps).apply(moments, None, params, count)
-
-        def restore_units(d, x):
-            return d * safe_sqrt(x + cast_like(self.eps, x)).astype(d.dtype)
-
-        steps = map_params(restore_units, direction, state.squared_steps, names=("squared_steps",))
-        squared_steps = map_params(
-            lambda s, x: ema(x, squared_magnitude(s, x.dtype), self.rho),
-            steps,
-            state.squared_steps,
-            names=("squared_steps",),
-        )
-        return steps, ScaleByAdadeltaState(squared_gradients, squared_steps)
-
-
-def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> ScaleByAdadelta:
     r"""Adadelta's step: the gradient rescaled by the ratio of two running RMS values.
 
     .. math::
@@ -193,6 +148,10 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> ScaleByAdadelta:
     (use ``scale_by_learning_rate(1.0)``).  The numbers of ``torch.optim.Adadelta`` and
     ``optax.scale_by_adadelta``.
 
+    Args:
+        rho: :math:`\rho` in :math:`[0, 1)`, shared by both averages.
+        eps: :math:`\epsilon > 0`, under both roots (with 0 every step would be 0).
+
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
@@ -203,4 +162,39 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> ScaleByAdadelta:
 
     Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """
-    return ScaleByAdadelta(rho, eps)
+
+    rho: Any = hyperparameter(default=0.9, domain=DECAY_RATE, per_parameter=False)
+    eps: Any = hyperparameter(default=1e-6, domain=EPSILON, low_inclusive=False)
+
+    def init_state(self, params):
+        squared_gradients = real_zeros_like(params)
+        return ScaleByAdadeltaState(squared_gradients, zeros_like(squared_gradients))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale_by_adadelta")
+        rhos = [self.rho] * len(leaf_values(0.0, updates))
+        squared_gradients = ema_of_squares_step(updates, state.squared_gradients, rhos)
+
+        def step(g, v, x):
+            # g / sqrt(E[g^2] + eps) * sqrt(E[dx^2] + eps)
+            direction = preconditioned(g, v, 0.0, self.eps)
+            return direction * safe_sqrt(x + cast_like(self.eps, x)).astype(direction.dtype)
+
+        steps = map_params(
+            step,
+            updates,
+            squared_gradients,
+            state.squared_steps,
+            names=("squared_gradients", "squared_steps"),
+        )
+        squared_steps = map_params(
+            lambda s, x: ema(x, squared_magnitude(s, x.dtype), self.rho),
+            steps,
+            state.squared_steps,
+            names=("squared_steps",),
+        )
+        return steps, ScaleByAdadeltaState(squared_gradients, squared_steps)
+
+
+rectified_precondition = RectifiedPrecondition
+scale_by_adadelta = ScaleByAdadelta

@@ -18,59 +18,38 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-
-from adaptive_jax.core.hyperparams import per_leaf
+from adaptive_jax.core.hyperparameter import WEIGHT_DECAY, PerParameter, per_leaf
+from adaptive_jax.core.module import hyperparameter
+from adaptive_jax.core.moments import expect_gradients
 from adaptive_jax.core.numerics import cast_like
 from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
-from adaptive_jax.core.trees import check_same_structure
-from adaptive_jax.core.validation import check_nonnegative
-from adaptive_jax.transforms.moments import expect_gradients
+from adaptive_jax.core.trees import map_params
 
 
-@pytree_dataclass
-class AddWeightDecay(Transform):
-    """:math:`u \\leftarrow u + \\lambda\\theta`; build with one of the two functions below."""
-
-    weight_decay: Any = 1e-4
-
-    def __post_init__(self):
-        check_nonnegative("weight_decay", self.weight_decay)
-
-    def apply(self, updates, state, params, count):
-        expect_gradients(updates, type(self).__name__)
-        if params is None:
-            raise ValueError(
-                f"{type(self).__name__} needs the parameters: call update(grads, state, params)"
-            )
-        check_same_structure(params, updates, "params", "updates")
-        decays = per_leaf(self.weight_decay, count - 1, updates)
-        leaves, treedef = jax.tree_util.tree_flatten(updates)
-        param_leaves = jax.tree_util.tree_leaves(params)
-        new = [
-            u + (cast_like(d, p) * p).astype(u.dtype)
-            for u, p, d in zip(leaves, param_leaves, decays)
-        ]
-        return jax.tree_util.tree_unflatten(treedef, new), state
+def add_weight_decay(updates: Any, params: Any, weight_decay: Any, count: Any, block: str) -> Any:
+    """:math:`u + \\lambda\\theta` leaf by leaf (``weight_decay`` a scalar, schedule or tree)."""
+    expect_gradients(updates, block)
+    if params is None:
+        raise ValueError(f"{block} needs the parameters: call update(grads, state, params)")
+    decays = per_leaf(weight_decay, count - 1, updates, "weight_decay")
+    return map_params(
+        lambda u, p, d: u + (cast_like(d, p) * p).astype(u.dtype),
+        updates,
+        params,
+        names=("params",),
+        per_leaf=(decays,),
+    )
 
 
-@pytree_dataclass
-class AddL2Regularization(AddWeightDecay):
-    """See :func:`add_l2_regularization`."""
-
-
-@pytree_dataclass
-class AddDecoupledWeightDecay(AddWeightDecay):
-    """See :func:`add_decoupled_weight_decay`."""
-
-
-def add_l2_regularization(weight_decay: Any = 1e-4) -> AddL2Regularization:
+class AddL2Regularization(Transform):
     r"""Coupled L2: add :math:`\lambda\theta` to the gradient, before the preconditioner.
 
     Equivalent to adding :math:`\tfrac{\lambda}{2}\|\theta\|^2` to the loss.  Place it
     first in the chain (``torch.optim.Adam(weight_decay=...)`` does this).
     ``weight_decay`` may be a schedule or a per-parameter pytree (e.g. 0 for biases).
+
+    Args:
+        weight_decay: :math:`\lambda \ge 0`, a schedule, or a per-parameter tree.
 
     Example:
         >>> import jax.numpy as jnp
@@ -81,15 +60,24 @@ def add_l2_regularization(weight_decay: Any = 1e-4) -> AddL2Regularization:
         >>> print(updates)  # g + lambda * theta
         [ 2. -1.]
     """
-    return AddL2Regularization(weight_decay)
+
+    weight_decay: PerParameter = hyperparameter(default=1e-4, domain=WEIGHT_DECAY)
+
+    def apply(self, updates, state, params, count):
+        return add_weight_decay(
+            updates, params, self.weight_decay, count, "add_l2_regularization"
+        ), state
 
 
-def add_decoupled_weight_decay(weight_decay: Any = 1e-4) -> AddDecoupledWeightDecay:
+class AddDecoupledWeightDecay(Transform):
     r"""Decoupled decay: add :math:`\lambda\theta` after the preconditioner, before the learning rate.
 
     With ``scale_by_learning_rate(eta)`` after it the step is
     :math:`\theta \leftarrow \theta - \eta(d_t + \lambda\theta)`, as
     ``torch.optim.AdamW``.  ``weight_decay`` may be a schedule or a per-parameter pytree.
+
+    Args:
+        weight_decay: :math:`\lambda \ge 0`, a schedule, or a per-parameter tree.
 
     Example:
         >>> import jax.numpy as jnp
@@ -102,4 +90,15 @@ def add_decoupled_weight_decay(weight_decay: Any = 1e-4) -> AddDecoupledWeightDe
 
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
-    return AddDecoupledWeightDecay(weight_decay)
+
+    weight_decay: PerParameter = hyperparameter(default=1e-4, domain=WEIGHT_DECAY)
+
+    def apply(self, updates, state, params, count):
+        decayed = add_weight_decay(
+            updates, params, self.weight_decay, count, "add_decoupled_weight_decay"
+        )
+        return decayed, state
+
+
+add_l2_regularization = AddL2Regularization
+add_decoupled_weight_decay = AddDecoupledWeightDecay

@@ -27,15 +27,16 @@ optimizer to skip a step completely.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from adaptive_jax.core.combine import as_transform
+from adaptive_jax.core.hyperparameter import check_count
+from adaptive_jax.core.module import child, static
 from adaptive_jax.core.numerics import COUNT_DTYPE, increment
 from adaptive_jax.core.protocol import PyTree, StepState, Transform
-from adaptive_jax.core.pytree import pytree_dataclass, static_field
 from adaptive_jax.core.trees import zeros_like
 
 
@@ -67,55 +68,7 @@ def all_finite(tree: PyTree) -> jax.Array:
     return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves], dtype=bool))
 
 
-@pytree_dataclass
 class ApplyIfFinite(Transform):
-    """See :func:`apply_if_finite`."""
-
-    inner: Transform
-    max_consecutive_errors: int = static_field(default=5)
-
-    def __post_init__(self):
-        if isinstance(self.max_consecutive_errors, bool) or not isinstance(
-            self.max_consecutive_errors, int
-        ):
-            raise TypeError(
-                f"max_consecutive_errors={self.max_consecutive_errors!r} is invalid: "
-                "expected a Python int"
-            )
-        if self.max_consecutive_errors < 0:
-            raise ValueError(
-                f"max_consecutive_errors={self.max_consecutive_errors!r} is invalid: "
-                "expected an int in [0, inf)"
-            )
-
-    def init_state(self, params):
-        zero = jnp.zeros([], COUNT_DTYPE)
-        return ApplyIfFiniteState(zero, jnp.asarray(True), zero, self.inner.init(params))
-
-    def apply(self, updates, state, params, count):
-        del count  # the inner transformation counts applied steps only
-        finite = all_finite(updates)
-        notfinite_count = jnp.where(
-            finite, jnp.zeros_like(state.notfinite_count), increment(state.notfinite_count)
-        )
-        total_notfinite = jnp.where(finite, state.total_notfinite, increment(state.total_notfinite))
-        give_up = notfinite_count > self.max_consecutive_errors
-
-        def apply_inner(inner_state):
-            return self.inner.update(updates, inner_state, params)
-
-        def skip(inner_state):
-            return zeros_like(update_shapes), inner_state
-
-        update_shapes = jax.eval_shape(apply_inner, state.inner_state)[0]
-        new_updates, inner_state = jax.lax.cond(
-            finite | give_up, apply_inner, skip, state.inner_state
-        )
-        new_state = ApplyIfFiniteState(notfinite_count, finite, total_notfinite, inner_state)
-        return new_updates, new_state
-
-
-def apply_if_finite(inner: Any, max_consecutive_errors: int = 5) -> ApplyIfFinite:
     r"""Skip steps whose gradients contain NaN or Inf: zero update, inner state unchanged.
 
     ``inner`` is any transformation (an adaptive_jax transform, a chain, or an optax
@@ -124,6 +77,11 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int = 5) -> ApplyIfFinit
     ``max_consecutive_errors`` consecutive skips, further non-finite steps are applied
     (until a finite gradient arrives), so persistent divergence becomes visible.
     See the module docstring for how step counters behave.
+
+    Args:
+        inner: the transformation to protect (adaptive_jax or optax).
+        max_consecutive_errors: skips in a row before non-finite updates are applied
+            (a Python int >= 0).
 
     Example:
         >>> import jax.numpy as jnp
@@ -138,4 +96,44 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int = 5) -> ApplyIfFinit
     Reference: the loss-scaling and step-skipping practice of Micikevicius et al.,
     "Mixed Precision Training", ICLR 2018; ``optax.apply_if_finite``.
     """
-    return ApplyIfFinite(as_transform(inner), max_consecutive_errors)
+
+    inner: Transform = child(converter=lambda tx: as_transform(tx, "inner"))
+    max_consecutive_errors: int = static(default=5)
+    takes_extra_args = True
+
+    def __check_init__(self):
+        check_count("max_consecutive_errors", self.max_consecutive_errors, low=0)
+
+    def init_state(self, params):
+        # Two separate zeros: one array in two fields cannot be donated (update_step).
+        return ApplyIfFiniteState(
+            jnp.zeros([], COUNT_DTYPE),
+            jnp.asarray(True),
+            jnp.zeros([], COUNT_DTYPE),
+            self.inner.init(params),
+        )
+
+    def apply(self, updates, state, params, count, **extra_args):
+        del count  # the inner transformation counts applied steps only
+        finite = all_finite(updates)
+        notfinite_count = jnp.where(
+            finite, jnp.zeros_like(state.notfinite_count), increment(state.notfinite_count)
+        )
+        total_notfinite = jnp.where(finite, state.total_notfinite, increment(state.total_notfinite))
+        give_up = notfinite_count > self.max_consecutive_errors
+
+        def apply_inner(inner_state):
+            return self.inner.update(updates, inner_state, params, **extra_args)
+
+        def skip(inner_state):
+            return zeros_like(update_shapes), inner_state
+
+        update_shapes = jax.eval_shape(apply_inner, state.inner_state)[0]
+        new_updates, inner_state = jax.lax.cond(
+            finite | give_up, apply_inner, skip, state.inner_state
+        )
+        new_state = ApplyIfFiniteState(notfinite_count, finite, total_notfinite, inner_state)
+        return new_updates, new_state
+
+
+apply_if_finite = ApplyIfFinite

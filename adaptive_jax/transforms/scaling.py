@@ -7,12 +7,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax.core.hyperparams import per_leaf
-from adaptive_jax.core.numerics import cast_like, safe_sqrt, widest_dtype
+from adaptive_jax.core.hyperparameter import EPSILON, LEARNING_RATE, REAL, PerParameter, per_leaf
+from adaptive_jax.core.module import hyperparameter
+from adaptive_jax.core.moments import expect_gradients
+from adaptive_jax.core.numerics import cast_like, global_norm, widest_dtype
 from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
-from adaptive_jax.core.validation import check_finite, check_nonnegative
-from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
 
 
 def scale_leaves(updates: Any, factors: list[Any]) -> Any:
@@ -30,27 +29,14 @@ def scale_leaves(updates: Any, factors: list[Any]) -> Any:
     return jax.tree_util.tree_unflatten(treedef, [product(u, f) for u, f in zip(leaves, factors)])
 
 
-@pytree_dataclass
 class ScaleByLearningRate(Transform):
-    """See :func:`scale_by_learning_rate`."""
-
-    learning_rate: Any
-
-    def __post_init__(self):
-        check_finite("learning_rate", self.learning_rate)
-
-    def apply(self, updates, state, params, count):
-        expect_gradients(updates, "scale_by_learning_rate")
-        rates = per_leaf(self.learning_rate, count - 1, updates)
-        return scale_leaves(updates, [-r for r in rates]), state
-
-
-def scale_by_learning_rate(learning_rate: Any) -> ScaleByLearningRate:
     r"""Multiply updates by :math:`-\alpha_t` (descent): :math:`u_t = -\alpha_t\, d_t`.
 
-    ``learning_rate`` is a number, a schedule of the 0-based step (the first update
-    uses ``schedule(0)``, as in optax), or a pytree prefix of the parameters holding
-    per-group rates, e.g. ``{"encoder": 1e-4, "head": 1e-3}``.
+    Args:
+        learning_rate: :math:`\alpha`: a number (negative: ascent), a schedule of the
+            0-based step (the first update uses ``schedule(0)``, as in optax), or a
+            pytree prefix of the parameters holding per-group rates, e.g.
+            ``{"encoder": 1e-4, "head": 1e-3}``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -60,25 +46,23 @@ def scale_by_learning_rate(learning_rate: Any) -> ScaleByLearningRate:
         >>> u.tolist()
         [-0.10000000149011612, 0.20000000298023224]
     """
-    return ScaleByLearningRate(learning_rate)
 
-
-@pytree_dataclass
-class Scale(Transform):
-    """See :func:`scale`."""
-
-    factor: Any
-
-    def __post_init__(self):
-        check_finite("factor", self.factor)
+    learning_rate: PerParameter = hyperparameter(domain=LEARNING_RATE)
 
     def apply(self, updates, state, params, count):
-        expect_gradients(updates, "scale")
-        return scale_leaves(updates, per_leaf(self.factor, count - 1, updates)), state
+        expect_gradients(updates, "scale_by_learning_rate")
+        rates = per_leaf(self.learning_rate, count - 1, updates, "learning_rate")
+        negated: dict[int, Any] = {}
+        for rate in rates:
+            negated.setdefault(id(rate), -jnp.asarray(rate))
+        return scale_leaves(updates, [negated[id(r)] for r in rates]), state
 
 
-def scale(factor: Any) -> Scale:
+class Scale(Transform):
     r"""Multiply updates by a constant (or scheduled, or per-parameter) ``factor``: :math:`u = c\,g`.
+
+    Args:
+        factor: :math:`c`: a finite number, a schedule, or a per-parameter tree.
 
     Example:
         >>> import jax.numpy as jnp
@@ -88,23 +72,19 @@ def scale(factor: Any) -> Scale:
         >>> print(updates)
         [ 1. -2.]
     """
-    return Scale(factor)
 
-
-@pytree_dataclass
-class ScaleBySign(Transform):
-    """See :func:`scale_by_sign`."""
+    factor: PerParameter = hyperparameter(domain=REAL)
 
     def apply(self, updates, state, params, count):
-        expect_gradients(updates, "scale_by_sign")
-        return jax.tree_util.tree_map(jnp.sign, updates), state
+        expect_gradients(updates, "scale")
+        return scale_leaves(updates, per_leaf(self.factor, count - 1, updates, "factor")), state
 
 
-def scale_by_sign() -> ScaleBySign:
+class ScaleBySign(Transform):
     r"""Keep only the sign: :math:`u_i = \mathrm{sign}(g_i)`.
 
     Adam with :math:`\beta_1=\beta_2=0` and :math:`\epsilon \to 0` reduces to this
-    (each coordinate's step is :math:`g_i/|g_i|`): the seeds' sign-descent limit.
+    (each coordinate's step is :math:`g_i/|g_i|`): the sign-descent limit of Adam.
 
     Example:
         >>> import jax.numpy as jnp
@@ -117,51 +97,21 @@ def scale_by_sign() -> ScaleBySign:
     Reference: Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex
     Problems", ICML 2018.
     """
-    return ScaleBySign()
-
-
-def global_norm(tree: Any) -> jax.Array:
-    r""":math:`\|g\|_2` over all leaves, with a derivative that is 0 (not NaN) at :math:`g=0`.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> import adaptive_jax as aj
-        >>> print(aj.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
-        5.0
-    """
-    leaves = jax.tree_util.tree_leaves(tree)
-    if not leaves:
-        return jnp.zeros([])
-    wide = any(jnp.finfo(jnp.result_type(x)).bits == 64 for x in leaves)
-    dtype = jnp.float64 if wide else jnp.float32
-    total = sum(jnp.sum(squared_magnitude(x, dtype)) for x in leaves)
-    return safe_sqrt(total)
-
-
-@pytree_dataclass
-class NormalizeByGlobalNorm(Transform):
-    """See :func:`normalize_by_global_norm`."""
-
-    eps: Any = 0.0
-
-    def __post_init__(self):
-        check_nonnegative("eps", self.eps)
 
     def apply(self, updates, state, params, count):
-        expect_gradients(updates, "normalize_by_global_norm")
-        norm = global_norm(updates)
-        denominator = norm + cast_like(self.eps, norm)
-        # A zero gradient gives a zero step rather than 0/0.
-        safe = jnp.where(denominator > 0, denominator, jnp.ones_like(denominator))
-        return jax.tree_util.tree_map(lambda u: u / cast_like(safe, u), updates), state
+        expect_gradients(updates, "scale_by_sign")
+        return jax.tree_util.tree_map(jnp.sign, updates), state
 
 
-def normalize_by_global_norm(eps: Any = 0.0) -> NormalizeByGlobalNorm:
+class NormalizeByGlobalNorm(Transform):
     r"""Unit-length direction: :math:`u = g / (\|g\|_2 + \epsilon)` (0 when :math:`g = 0`).
 
     With a fixed learning rate every step has length exactly :math:`\eta`, so
-    normalized gradient descent circles the minimum forever instead of converging
-    (the seeds' cautionary tale); pair it with a decaying schedule.
+    normalized gradient descent circles the minimum forever instead of converging;
+    pair it with a decaying schedule.
+
+    Args:
+        eps: :math:`\epsilon \ge 0`, added to the norm.
 
     Example:
         >>> import jax.numpy as jnp
@@ -173,4 +123,19 @@ def normalize_by_global_norm(eps: Any = 0.0) -> NormalizeByGlobalNorm:
 
     Reference: Nesterov, "Introductory Lectures on Convex Optimization", 2004, §3.2.3.
     """
-    return NormalizeByGlobalNorm(eps)
+
+    eps: Any = hyperparameter(default=0.0, domain=EPSILON)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "normalize_by_global_norm")
+        norm = global_norm(updates)
+        denominator = norm + cast_like(self.eps, norm)
+        # A zero gradient gives a zero step rather than 0/0.
+        safe = jnp.where(denominator > 0, denominator, jnp.ones_like(denominator))
+        return jax.tree_util.tree_map(lambda u: u / cast_like(safe, u), updates), state
+
+
+scale_by_learning_rate = ScaleByLearningRate
+scale = Scale
+scale_by_sign = ScaleBySign
+normalize_by_global_norm = NormalizeByGlobalNorm

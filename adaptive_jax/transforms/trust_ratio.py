@@ -7,12 +7,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax.core.numerics import cast_like, safe_sqrt
+from adaptive_jax.core.hyperparameter import EPSILON, NONNEGATIVE
+from adaptive_jax.core.module import hyperparameter
+from adaptive_jax.core.moments import expect_gradients
+from adaptive_jax.core.numerics import cast_like, safe_sqrt, squared_magnitude
 from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
 from adaptive_jax.core.trees import map_params
-from adaptive_jax.core.validation import check_nonnegative
-from adaptive_jax.transforms.moments import expect_gradients, squared_magnitude
 
 
 def leaf_norm(x: jax.Array, min_norm: Any = 0.0) -> jax.Array:
@@ -28,18 +28,42 @@ def leaf_norm(x: jax.Array, min_norm: Any = 0.0) -> jax.Array:
     return jnp.maximum(norm, cast_like(min_norm, norm))
 
 
-@pytree_dataclass
 class ScaleByTrustRatio(Transform):
-    """See :func:`scale_by_trust_ratio`."""
+    r"""Scale each leaf's update by its trust ratio :math:`c\,\|\theta\|/(\|u\|+\epsilon)`.
 
-    min_norm: Any = 0.0
-    trust_coefficient: Any = 1.0
-    eps: Any = 0.0
+    .. math::
+       u \leftarrow u \cdot \frac{c\, \max(\|\theta\|_2, n_{\min})}{\max(\|u\|_2, n_{\min}) + \epsilon},
 
-    def __post_init__(self):
-        check_nonnegative("min_norm", self.min_norm)
-        check_nonnegative("trust_coefficient", self.trust_coefficient)
-        check_nonnegative("eps", self.eps)
+    per parameter tensor (leaf); the ratio is 1 where either norm is 0 (a parameter at
+    the origin, or no update).  After it, every tensor moves by
+    :math:`\alpha c\,\|\theta\|` relative to its own size, whatever its gradient scale.
+    The numbers of ``optax.scale_by_trust_ratio``.
+
+    Args:
+        min_norm: :math:`n_{\min} \ge 0`, a floor for both norms.
+        trust_coefficient: :math:`c \ge 0`.
+        eps: :math:`\epsilon \ge 0`, added to the update's norm.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_trust_ratio()
+        >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(1)}
+        >>> grads = {"w": jnp.array([0.1, 0.0]), "b": jnp.array([2.0])}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
+        >>> [round(u, 4) for u in updates["w"].tolist()]  # times ||theta|| / ||u|| = 5 / 0.1
+        [5.0, 0.0]
+        >>> updates["b"].tolist()  # theta = 0: ratio 1, unchanged
+        [2.0]
+
+    Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in
+    76 minutes" (LAMB), ICLR 2020; You, Gitman & Ginsburg, "Large Batch Training of
+    Convolutional Networks" (LARS), 2017.
+    """
+
+    min_norm: Any = hyperparameter(default=0.0, domain=NONNEGATIVE)
+    trust_coefficient: Any = hyperparameter(default=1.0, domain=NONNEGATIVE)
+    eps: Any = hyperparameter(default=0.0, domain=EPSILON)
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "scale_by_trust_ratio")
@@ -65,33 +89,4 @@ class ScaleByTrustRatio(Transform):
         return map_params(scale, updates, params, names=("params",)), state
 
 
-def scale_by_trust_ratio(
-    min_norm: Any = 0.0, trust_coefficient: Any = 1.0, eps: Any = 0.0
-) -> ScaleByTrustRatio:
-    r"""Scale each leaf's update by its trust ratio :math:`c\,\|\theta\|/(\|u\|+\epsilon)`.
-
-    .. math::
-       u \leftarrow u \cdot \frac{c\, \max(\|\theta\|_2, n_{\min})}{\max(\|u\|_2, n_{\min}) + \epsilon},
-
-    per parameter tensor (leaf); the ratio is 1 where either norm is 0 (a parameter at
-    the origin, or no update).  After it, every tensor moves by
-    :math:`\alpha c\,\|\theta\|` relative to its own size, whatever its gradient scale.
-    The numbers of ``optax.scale_by_trust_ratio``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> import adaptive_jax as aj
-        >>> tx = aj.scale_by_trust_ratio()
-        >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(1)}
-        >>> grads = {"w": jnp.array([0.1, 0.0]), "b": jnp.array([2.0])}
-        >>> updates, _ = tx.update(grads, tx.init(params), params)
-        >>> [round(u, 4) for u in updates["w"].tolist()]  # times ||theta|| / ||u|| = 5 / 0.1
-        [5.0, 0.0]
-        >>> updates["b"].tolist()  # theta = 0: ratio 1, unchanged
-        [2.0]
-
-    Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in
-    76 minutes" (LAMB), ICLR 2020; You, Gitman & Ginsburg, "Large Batch Training of
-    Convolutional Networks" (LARS), 2017.
-    """
-    return ScaleByTrustRatio(min_norm, trust_coefficient, eps)
+scale_by_trust_ratio = ScaleByTrustRatio

@@ -1,0 +1,1 @@
+"""Moment estimates: first moments (direction), second moments (scale), their corrections."""
