@@ -45,7 +45,23 @@ from adaptive_jax.performance.native.c_expressions import (
     c_literal,
 )
 
-CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # pjit / closed_call / custom_jvp, custom_vjp
+# The primitives that run their sub-jaxpr exactly once on their own inputs and return
+# its outputs, by name (jax 0.4 to 0.10 spellings), and the parameter holding it.  They
+# are translated by translating the sub-jaxpr in place.  Any other equation carrying a
+# sub-jaxpr (scan, so fori_loop with static bounds; while; cond; anything new) may run
+# its body any number of times: it is never translated into C; in mode "xla" an
+# all-scalar one is bound as it is (XLA runs it), otherwise it is Unsupported.
+CALL_PRIMITIVES = {
+    "pjit": "jaxpr",
+    "jit": "jaxpr",
+    "closed_call": "call_jaxpr",
+    "core_call": "call_jaxpr",
+    "custom_jvp_call": "call_jaxpr",
+    "custom_vjp_call": "call_jaxpr",
+    "custom_vjp_call_jaxpr": "fun_jaxpr",
+    "remat2": "jaxpr",
+    "checkpoint": "jaxpr",
+}
 
 
 # Arrays read or written by one loop (one leaf's: 7 for Adam).  A loop that streamed
@@ -104,7 +120,8 @@ class _Translator:
         self.body: list[list[str]] = [[] for _ in shapes]
         self.kernel = Kernel(source="")
         self.counter = 0
-        self.bound: dict[Any, list[Any]] = {}  # scalar operations bound in JAX, by inputs
+        # scalar operations bound in JAX: key -> (the inputs, kept alive; the outputs)
+        self.bound: dict[Any, tuple[list[Any], list[Any]]] = {}
 
     def fresh(self) -> str:
         self.counter += 1
@@ -181,10 +198,16 @@ class _Translator:
 
     def equation(self, eqn: Any, inputs: list[Any]) -> list[Any]:
         name = eqn.primitive.name
-        sub = next((eqn.params[k] for k in CALL_PARAMS if k in eqn.params), None)
-        if sub is not None:
+        if name in CALL_PRIMITIVES:
+            sub = eqn.params.get(CALL_PRIMITIVES[name])
+            if sub is None:
+                raise Unsupported(f"{name} without its {CALL_PRIMITIVES[name]}")
             closed = sub if hasattr(sub, "consts") else jax.extend.core.ClosedJaxpr(sub, [])
+            if len(closed.jaxpr.invars) != len(inputs):
+                raise Unsupported(f"{name} passes its sub-jaxpr other arguments than its own")
             return self.run(closed.jaxpr, list(closed.consts), inputs)
+        if _has_sub_jaxpr(eqn.params) and not self.scalar_in_xla(eqn, inputs):
+            raise Unsupported(f"{name}: a loop or branch (its body may run any number of times)")
         groups = {self.kind(v.aval) for v in eqn.outvars} - {None}
         if len(groups) > 1:
             raise Unsupported(f"{name} has outputs of several shapes")
@@ -196,21 +219,17 @@ class _Translator:
             # Every input is a scalar XLA computes (no C value can reach here).
             if any(isinstance(x, CValue) and x.vector for x in inputs):
                 raise Unsupported(f"{name} reduces a vector to a scalar")
+            if any(isinstance(x, CValue) and x.literal is None for x in inputs):
+                raise Unsupported(f"{name} of a scalar computed in C")
             values = [x.literal if isinstance(x, CValue) else x for x in inputs]
             # The same scalar computation repeats for every leaf (a hyperparameter cast,
             # a bias correction): bind it once, so XLA compiles a few scalar kernels,
-            # not a few per leaf.
+            # not a few per leaf.  The key holds the input values themselves (compared
+            # by identity), so an id is never reused for another value while cached.
             key = (eqn.primitive, _params_key(eqn.params), tuple(_value_key(v) for v in values))
             if key not in self.bound:
-                try:
-                    bound = eqn.primitive.get_bind_params(eqn.params)
-                    # (subfuns, params) before jax 0.8, params since
-                    subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
-                    out = eqn.primitive.bind(*subfuns, *values, **params)
-                except Exception as error:  # a primitive that cannot be re-bound this way
-                    raise Unsupported(f"binding {name}: {error}") from error
-                self.bound[key] = list(out) if eqn.primitive.multiple_results else [out]
-            return self.bound[key]
+                self.bound[key] = (values, self.bind(eqn, values))
+            return self.bound[key][1]
         if any(isinstance(x, CValue) and x.vector for x in inputs) and not vector:
             raise Unsupported(f"{name} reduces a vector to a scalar")
         if any(isinstance(x, CValue) and x.vector and x.group != group for x in inputs):
@@ -243,6 +262,8 @@ class _Translator:
                 raise Unsupported(f"bitwise {name} on integers")
             if name in ("abs", "sign") and not floating:
                 raise Unsupported(f"{name} on integers")
+            if name == "integer_pow" and not floating and eqn.params["y"] < 0:
+                raise Unsupported("a negative integer power of an integer")  # C: 1 / 0 traps
             if name == "div" and vector and args[0].vector and not args[1].vector:
                 # XLA rewrites x / broadcast(s) as x * broadcast(1 / s); do the same,
                 # so the fused loop rounds as XLA's own loops do.
@@ -258,6 +279,33 @@ class _Translator:
         line = f"const {C_TYPES[dtype]} {target} = ({C_TYPES[dtype]})({expr});"
         (self.body[group] if group is not None else self.prologue).append(line)
         return [CValue(target, dtype, group)]
+
+    def scalar_in_xla(self, eqn: Any, inputs: list[Any]) -> bool:
+        """Whether ``eqn`` is computed by XLA, outside the kernel (mode "xla", scalars)."""
+        if self.mode != "xla":
+            return False
+        if any(tuple(v.aval.shape) != () for v in eqn.outvars):
+            return False
+        return not any(isinstance(x, CValue) and x.vector for x in inputs)
+
+    def bind(self, eqn: Any, values: list[Any]) -> list[Any]:
+        """``eqn`` applied by JAX itself to ``values``: the same primitive and parameters."""
+        name = eqn.primitive.name
+        try:
+            bound = eqn.primitive.get_bind_params(eqn.params)
+            # (subfuns, params) before jax 0.8, params since
+            subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+            out = eqn.primitive.bind(*subfuns, *values, **params)
+        except Exception as error:  # a primitive that cannot be re-bound this way
+            raise Unsupported(f"binding {name}: {error}") from error
+        outs = list(out) if eqn.primitive.multiple_results else [out]
+        if len(outs) != len(eqn.outvars) or any(
+            (np.shape(x), np.dtype(jax.numpy.result_type(x)))
+            != (tuple(v.aval.shape), np.dtype(v.aval.dtype))
+            for x, v in zip(outs, eqn.outvars)
+        ):
+            raise Unsupported(f"binding {name} gave other shapes or dtypes than its jaxpr")
+        return outs
 
     def convert(self, value: CValue, dtype: np.dtype) -> str:
         if dtype == np.bool_:
@@ -346,6 +394,15 @@ def translate(
         + "\n    }\n}\n"
     )
     return kernel
+
+
+def _has_sub_jaxpr(params: dict[str, Any]) -> bool:
+    def holds(value: Any) -> bool:
+        if isinstance(value, jax.extend.core.Jaxpr | jax.extend.core.ClosedJaxpr):
+            return True
+        return isinstance(value, tuple | list) and any(holds(v) for v in value)
+
+    return any(holds(value) for value in params.values())
 
 
 def _params_key(params: dict[str, Any]) -> Any:

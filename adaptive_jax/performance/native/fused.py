@@ -26,6 +26,7 @@ and the caller runs XLA's path.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ import numpy as np
 from adaptive_jax.core.protocol import PyTree, Transform, apply_updates
 from adaptive_jax.performance.native import build
 from adaptive_jax.performance.native.codegen import Kernel, Unsupported, translate
+
+logger = logging.getLogger(__name__)
 
 # apply_step(native=True) fuses steps of at least this many elements.  Below it XLA's
 # loops win: XLA runs a program its cost model counts as under 1000 flops (a custom
@@ -90,7 +93,9 @@ def fused_elementwise(
     writes fewer than ``min_buffers`` non-scalar outputs, or native kernels are
     unavailable here.
     """
-    if build.available() is not None:
+    try:
+        build.register_handler()
+    except build.NativeUnavailable:  # the reason: build.available()
         return None
     flat = [x if isinstance(x, jax.Array | np.ndarray) else jnp.asarray(x) for x in args]
     shapes = vector_shapes(flat)
@@ -106,7 +111,11 @@ def fused_elementwise(
         chosen["found"] = _kernel(closed, list(args), shapes)
         return jnp.zeros(())
 
-    jax.make_jaxpr(probe)(*flat)
+    try:
+        jax.make_jaxpr(probe)(*flat)
+    except Exception:  # a fault of the translator itself: never the caller's problem
+        logger.warning("the native translation failed; the step stays on XLA", exc_info=True)
+        return None
     if chosen["found"] is None:
         return None
     mode, kernel = chosen["found"]
@@ -124,7 +133,9 @@ def fused_elementwise(
         ]
         aliases: dict[int, int] = {}
         for j, (kind, what) in enumerate(kernel.outputs):
-            if kind != "kernel" or aliased_from is None:
+            # Rank-0 results (the step count) are never written over an input: chunk 0
+            # stores them while other chunks may still be reading the scalar inputs.
+            if kind != "kernel" or aliased_from is None or kernel.results[what][0] == ():
                 continue
             for k, (source, index) in enumerate(kernel.inputs):
                 if (
