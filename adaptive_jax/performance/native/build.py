@@ -84,15 +84,7 @@ def register_handler() -> None:
     state = _STATE
     if state.handler is None:
         try:
-            library = _library(
-                "FFI handler",
-                HANDLER_SOURCE.read_text(),
-                ".cc",
-                (*HANDLER_FLAGS, "-I", jax.ffi.include_dir()),
-                ("CXX", "c++", "C++"),
-                HANDLER_SYMBOL,
-                (_ffi_headers_digest(), _jaxlib_version()),
-            )
+            library = _library(handler_recipe())
             if not _REGISTERED:
                 capsule = jax.ffi.pycapsule(getattr(library, HANDLER_SYMBOL))
                 jax.ffi.register_ffi_target(TARGET_NAME, capsule, platform="cpu")
@@ -112,9 +104,7 @@ def kernel_address(source: str) -> int:
     found = state.kernels.get(source)
     if found is None:
         try:
-            library = _library(
-                "kernel", source, ".c", KERNEL_FLAGS, ("CC", "cc", "C"), KERNEL_SYMBOL, ()
-            )
+            library = _library(kernel_recipe(source))
             address = ctypes.cast(getattr(library, KERNEL_SYMBOL), ctypes.c_void_p).value
             if not address:
                 raise NativeUnavailable(f"{KERNEL_SYMBOL} has no address")
@@ -153,27 +143,56 @@ def _unavailable(error: Exception, doing: str) -> NativeUnavailable:
     return unavailable
 
 
-def _library(
-    what: str,
-    source: str,
-    suffix: str,
-    flags: tuple[str, ...],
-    compiler_spec: tuple[str, str, str],
-    symbol: str,
-    extra_key: tuple[str, ...],
-) -> ctypes.CDLL:
-    """The loaded library for ``source``: from the cache if a valid one is there, else built."""
+@dataclass(frozen=True)
+class Recipe:
+    """How to build one library, and the part of its cache key that needs no compiler."""
+
+    what: str  # "FFI handler" or "kernel", for messages
+    source: str
+    suffix: str  # ".cc" or ".c"
+    flags: tuple[str, ...]
+    compiler: tuple[str, str, str]  # environment variable, default, language
+    symbol: str  # what the library must define
+    extra_key: tuple[str, ...] = ()  # what else changes the binary
+
+    def source_key(self) -> str:
+        """32 hex digits: the source, flags, extra key parts and this machine."""
+        parts = ("v2", self.what, self.source, *self.flags, *self.extra_key, _machine_key())
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def handler_recipe() -> Recipe:
+    """The FFI handler: keyed on XLA's FFI headers' contents and jaxlib's version too."""
+    return Recipe(
+        "FFI handler",
+        HANDLER_SOURCE.read_text(),
+        ".cc",
+        (*HANDLER_FLAGS, "-I", jax.ffi.include_dir()),
+        ("CXX", "c++", "C++"),
+        HANDLER_SYMBOL,
+        (_ffi_headers_digest(), _jaxlib_version()),
+    )
+
+
+def kernel_recipe(source: str) -> Recipe:
+    """A generated kernel (plain C: no headers but the C library's)."""
+    return Recipe("kernel", source, ".c", KERNEL_FLAGS, ("CC", "cc", "C"), KERNEL_SYMBOL)
+
+
+def _library(recipe: Recipe) -> ctypes.CDLL:
+    """The loaded library: from the cache if a valid one is there, else built and stored."""
+    what = recipe.what
     entries = cache.directory()
-    source_key = _digest("v2", what, source, *flags, *extra_key, _machine_key())[:32]
+    source_key = recipe.source_key()
     try:
-        compiler: toolchain.Compiler | None = toolchain.find(*compiler_spec)
+        compiler: toolchain.Compiler | None = toolchain.find(*recipe.compiler)
         missing = None
     except NativeUnavailable as error:
         compiler, missing = None, error
     prefix = f"{source_key}-{compiler.key}-" if compiler else f"{source_key}-"
     for path in cache.find(entries, prefix):
         try:
-            return _load(path, symbol)
+            return _load(path, recipe.symbol)
         except cache.BadEntry as error:
             logger.info("discarding a cached native library: %s", error)
             cache.discard(path)
@@ -181,11 +200,13 @@ def _library(
         raise NativeUnavailable(f"{missing}; and no {what} built earlier is in {entries}")
     _announce(what, compiler, entries)
     with cache.scratch(entries) as scratch:
-        built = toolchain.compile_library(compiler, source, suffix, flags, scratch)
+        built = toolchain.compile_library(
+            compiler, recipe.source, recipe.suffix, recipe.flags, scratch
+        )
         path = cache.store(entries, built, prefix)
     cache.evict(entries, keep=path)
     try:
-        return _load(path, symbol)
+        return _load(path, recipe.symbol)
     except cache.BadEntry as error:
         cache.discard(path)
         raise NativeUnavailable(f"the {what} just compiled cannot be loaded: {error}") from error
@@ -215,10 +236,6 @@ def _announce(what: str, compiler: toolchain.Compiler, entries: Path) -> None:
         " ".join(compiler.argv),
         entries,
     )
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 @functools.cache

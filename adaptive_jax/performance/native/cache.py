@@ -317,6 +317,8 @@ def evict(entries: Path, keep: Path | None = None) -> None:
                     shutil.rmtree(entry.path, ignore_errors=True)
     count, total = 0, 0
     for _, size, path in sorted(libraries, reverse=True):
-        count, total = count + 1, total + size
-        if (count > MAX_ENTRIES or total > MAX_BYTES) and (keep is None or path != str(keep)):
+        over = count + 1 > MAX_ENTRIES or total + size > MAX_BYTES
+        if over and (keep is None or path != str(keep)):
             discard(Path(path))
+        else:
+            count, total = count + 1, total + size
