@@ -1,4 +1,4 @@
-"""The one exception of the native step's build: the reason it stays on XLA."""
+"""Why a step stays on XLA: the native path's two exceptions."""
 
 
 class NativeUnavailable(RuntimeError):
@@ -7,3 +7,7 @@ class NativeUnavailable(RuntimeError):
     Every failure of finding a compiler, compiling, caching, checking or loading a
     library becomes this exception, so a caller catches one type and falls back.
     """
+
+
+class Unsupported(Exception):
+    """The step has an operation, shape or dtype the translation does not cover."""

@@ -4,8 +4,9 @@ For any transformation whose update is elementwise (what :mod:`.codegen` can
 translate: Adam, AdamW, AMSGrad, RMSProp, Adagrad, SGD with momentum, Lion, ...),
 ``params + tx.update(grads, state, params)`` is traced to a jaxpr, translated into
 one C loop, compiled once (:mod:`.build`) and called through XLA's FFI, with the
-parameter and state buffers aliased to the outputs, so a donated step updates them
-in place reading and writing each byte once — 28 bytes per parameter for Adam where
+parameter and state buffers aliased to the outputs (never a rank-0 output such as the
+step count: the first chunk writes those while other chunks still read the inputs),
+so a donated step updates them in place reading and writing each byte once — 28 bytes per parameter for Adam where
 XLA's CPU backend moves 40.  Large calls are split over the cores by the FFI
 handler's own worker threads.
 
@@ -20,8 +21,10 @@ The path applies to any pytree of parameters — one array, the buffer of
 (one loop per leaf, all in one kernel; leaves doing the same arithmetic share one
 compiled loop body) —
 in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a
-global norm, a per-leaf trust ratio) makes :func:`fused_apply_step` return ``None``,
-and the caller runs XLA's path.
+global norm, a per-leaf trust ratio), or a loop or branch over vectors, makes
+:func:`fused_apply_step` return ``None``, and the caller runs XLA's path; so does any
+failure to build or load the kernel (:mod:`.build`), and — logged as a warning — a
+fault of the translator itself: the step never raises for the native path's sake.
 """
 
 from __future__ import annotations
