@@ -40,11 +40,12 @@ contracts them for XLA (``-ffp-contract=fast``), in XLA's floating-point environ
 * transcendental functions (``exp``, ``exp2``, ``expm1``, ``log``, ``log1p``,
   ``tanh``, ``logistic``, ``pow``, ``rsqrt``) come from the C library and are within
   **8 ulp** of XLA's each (measured worst: 7, ``tanh`` in float64);
-* end to end, every finite output is within **8 ulp** of XLA's (**64 ulp** for a
+* end to end, every finite output is within **4 ulp** of XLA's (**32 ulp** for a
   step calling a transcendental function), measured at the scale of the largest
   finite input or output of that element (a difference of nearly cancelling terms is
   measured against the terms); differences below the smallest normal number count as
-  none; NaN, infinities and their signs are identical;
+  none; NaN, infinities and their signs are identical.  (Measured on 800 random
+  chains: at most 1 ulp, and 2 with transcendental functions.)
 * subnormal *inputs* (which XLA's own arithmetic never produces) go to the C
   library's functions as numbers, while XLA reads them as zero: ``log(1e-40)`` is
   -92.1 in float32 here, ``-inf`` in XLA.
