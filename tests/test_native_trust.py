@@ -153,6 +153,24 @@ def test_a_cache_others_can_write_is_refused(fresh, real_handler, planted_librar
     check_step(native_expected=False)
 
 
+@pytest.mark.parametrize(
+    "mode, group, refused",
+    [(0o770, "own", False), (0o770, "shared", True), (0o1777, "shared", False)],
+    ids=["private group", "shared group", "sticky"],
+)
+def test_ancestors_others_cannot_write_to(fresh, mode, group, refused, monkeypatch):
+    # A parent writable by this user's private group (umask 002 distributions) or
+    # sticky (/tmp) is fine; one that another user can write to is not.
+    os.chmod(fresh.parent, mode)
+    monkeypatch.setattr(cache, "_private_group", lambda gid, uid: group == "own")
+    try:
+        reason = None
+        cache.directory()
+    except native.NativeUnavailable as error:
+        reason = str(error)
+    assert (reason is not None) == refused, reason
+
+
 def test_a_cache_owned_by_someone_else_is_refused(
     fresh, real_handler, planted_library, monkeypatch
 ):

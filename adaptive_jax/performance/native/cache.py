@@ -21,8 +21,8 @@ Created private
 Checked before every load (:func:`directory`, :func:`verify`)
     The cache root is resolved (symlinks followed once, then the real path is used);
     its ancestors must belong to root or to this user and not be writable by others
-    unless sticky (``/tmp``), so nobody else can rename the cache away between a check
-    and a load; the root and ``native-v2/`` must belong to this user, be real
+    (unless sticky, as ``/tmp``, or group-writable by this user's private group), so
+    nobody else can rename the cache away between a check and a load; the root and ``native-v2/`` must belong to this user, be real
     directories and not be writable by group or others.  A directory failing this
     turns native kernels off (:class:`NativeUnavailable`, the reason shown by
     ``available()``).  A library must be a regular file (opened without following
@@ -173,11 +173,38 @@ def _check_ancestors(path: Path, uid: int) -> None:
                 f"refusing the kernel cache under {parent}: owned by uid {info.st_uid}, "
                 f"who could replace it (set $ADAPTIVE_JAX_CACHE to a private directory)"
             )
-        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        if _others_can_replace_entries(info, uid):
             raise NativeUnavailable(
                 f"refusing the kernel cache under {parent}: writable by others "
                 f"(mode {stat.S_IMODE(info.st_mode):o}), who could replace it"
             )
+
+
+def _others_can_replace_entries(info: os.stat_result, uid: int) -> bool:
+    """Whether another user may rename or delete entries of a directory.
+
+    Not in a sticky directory (``/tmp``); in a group-writable one only if the group is
+    this user's private group (the user-private-group scheme of ``umask 002``
+    distributions, where a home's ``.cache`` is often mode 775).
+    """
+    if info.st_mode & stat.S_ISVTX:
+        return False
+    if info.st_mode & 0o002:
+        return True
+    return bool(info.st_mode & 0o020) and not _private_group(info.st_gid, uid)
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    try:
+        import grp
+        import pwd
+
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except (ImportError, KeyError):
+        return False
+    return (
+        gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+    )
 
 
 def _check_directory(path: Path, uid: int) -> None:
