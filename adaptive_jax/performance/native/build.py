@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 import platform
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class _State:
 
 _STATE = _State()
 _REGISTERED: list[ctypes.CDLL] = []  # the handler XLA calls: registered once per process
+_LOCK = threading.RLock()  # threads tracing at once build each library once
 
 
 def _check_enabled() -> None:
@@ -82,6 +84,13 @@ def register_handler() -> None:
     """Build (or find) the FFI handler and register it with XLA as a CPU target, once."""
     _check_enabled()
     state = _STATE
+    with _LOCK:
+        _build_handler(state)
+    if isinstance(state.handler, NativeUnavailable):
+        raise state.handler
+
+
+def _build_handler(state: _State) -> None:
     if state.handler is None:
         try:
             library = _library(handler_recipe())
@@ -93,14 +102,19 @@ def register_handler() -> None:
         except Exception as error:  # any failure means "stay on XLA"
             state.handler = _unavailable(error, "building the FFI handler")
             logger.info("native CPU step unavailable: %s", state.handler)
-    if isinstance(state.handler, NativeUnavailable):
-        raise state.handler
 
 
 def kernel_address(source: str) -> int:
     """Build (or find) a generated kernel; the address of its ``aj_kernel``."""
     register_handler()
-    state = _STATE
+    with _LOCK:
+        found = _build_kernel(_STATE, source)
+    if isinstance(found, NativeUnavailable):
+        raise found
+    return found
+
+
+def _build_kernel(state: _State, source: str) -> int | NativeUnavailable:
     found = state.kernels.get(source)
     if found is None:
         try:
@@ -114,15 +128,14 @@ def kernel_address(source: str) -> int:
             found = _unavailable(error, "building a kernel")
             logger.debug("native kernel unavailable: %s", found)
         state.kernels[source] = found
-    if isinstance(found, NativeUnavailable):
-        raise found
     return found
 
 
 def available() -> str | None:
     """``None`` if every translatable step runs natively here, else the reason it does not.
 
-    ``None`` means: the handler is registered, a kernel compiles with ``$CC`` and loads.
+    ``None`` means: the handler is registered, ``$CC`` runs, and a kernel built with it
+    (now or by an earlier process) loads.
     Without a C compiler, kernels already in the cache still run natively, but new
     ones cannot be built, so the answer is a reason, not ``None``.
     """

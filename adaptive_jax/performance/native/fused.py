@@ -4,11 +4,12 @@ For any transformation whose update is elementwise (what :mod:`.codegen` can
 translate: Adam, AdamW, AMSGrad, RMSProp, Adagrad, SGD with momentum, Lion, ...),
 ``params + tx.update(grads, state, params)`` is traced to a jaxpr, translated into
 one C loop, compiled once (:mod:`.build`) and called through XLA's FFI, with the
-parameter and state buffers aliased to the outputs (never a rank-0 output such as the
-step count: the first chunk writes those while other chunks still read the inputs),
-so a donated step updates them in place reading and writing each byte once — 28 bytes per parameter for Adam where
+parameter and state buffers aliased to the outputs, so a donated step updates them
+in place reading and writing each byte once — 28 bytes per parameter for Adam where
 XLA's CPU backend moves 40.  Large calls are split over the cores by the FFI
-handler's own worker threads.
+handler's own worker threads.  A rank-0 output (the step count) is never written
+over its input: the first chunk stores it while the other chunks may still be
+reading the inputs.
 
 Hyperparameters stay *data*: they are inputs of the call, not constants of the
 kernel, so a new learning rate neither recompiles nor rebuilds anything.  The call
