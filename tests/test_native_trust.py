@@ -200,6 +200,14 @@ def test_a_planted_library_is_never_loaded(fresh, real_handler, planted_library,
     check_step(native_expected=True)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "empty"])
+def test_what_is_not_a_library_fails_verification_without_blocking(tmp_path, kind):
+    path = tmp_path / "key-compiler-digest.so"
+    {"fifo": os.mkfifo, "directory": os.mkdir, "empty": Path.touch}[kind](path)
+    with pytest.raises(cache.BadEntry):
+        cache.verify(path)
+
+
 def test_without_a_home_the_cache_is_private_to_the_process(
     fresh, real_handler, planted_library, monkeypatch, tmp_path
 ):

@@ -240,7 +240,9 @@ def verify(path: Path) -> None:
     """Raise :class:`BadEntry` unless ``path`` may be loaded (module docstring)."""
     uid = current_uid()
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Not following a symlink; not waiting on a FIFO.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
     except OSError as error:  # gone (evicted), a symlink (ELOOP), unreadable
         raise BadEntry(f"cannot open {path.name}: {error}") from error
     try:
