@@ -5,6 +5,9 @@ new process would), seeded where it saves time with the FFI handler already comp
 in the real cache.  The oracle for numbers is always XLA's jitted plain step: after
 any refusal or failure the step must fall back to it, with parameters and state
 intact, and ``available()`` must say why.
+
+(One module of about 430 lines: the issue's trust items share its fixtures — a fresh
+build state, a cache seeded with the real handler, a planted library.)
 """
 
 import errno
