@@ -123,8 +123,13 @@ def test_a_loop_or_branch_over_vectors_stays_on_xla(name):
 
 
 def test_the_newton_transform_gives_xlas_numbers():
-    # The example: translated as a call, the loop body ran once.
-    tx = aj.chain(Elementwise(newton_rsqrt))
+    # The example: translated as a call, the loop body ran once.  (A momentum
+    # of decay 0 passes the gradient through and gives the step a second buffer, so
+    # apply_step would fuse it; fused_apply_step fuses a single buffer too.)
+    params = jnp.zeros(SIZE, jnp.float32)
+    alone = aj.chain(Elementwise(newton_rsqrt))
+    assert fused_apply_step(alone, params, alone.init(params), params) is None
+    tx = aj.chain(aj.trace(0.0), Elementwise(newton_rsqrt))
     params, _ = compare_with_xla(tx, native_expected=False, steps=1)
     expected = -0.01 / np.sqrt(1.0 + np.abs(np.cos(np.linspace(-1, 1, SIZE) * 3.0) * 0.1))
     np.testing.assert_allclose(
