@@ -3,7 +3,8 @@
 // The kernel is plain C, compiled separately (see codegen.py), with the signature
 //     void kernel(const void* const* inputs, void* const* outputs, int64_t lo, int64_t hi,
 //                 int64_t first_chunk)
-// `first_chunk` is 1 for the chunk that starts at 0 (it alone writes rank-0 outputs).
+// `first_chunk` is 1 for the chunk that starts at 0 (it alone writes rank-0 outputs;
+// those are never aliased to inputs, which the other chunks may still be reading).
 // Its address arrives as the attribute `kernel`; inputs and outputs are the call's
 // buffers, in order.
 //
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfenv>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -150,7 +152,12 @@ ffi::Error Run(int64_t kernel, int64_t size, int64_t grain, int64_t threads,
   }
   // Chunk boundaries on multiples of 16 elements (whole cache lines for float32).
   int64_t step = ((size + chunks - 1) / chunks + 15) / 16 * 16;
+  // Every chunk computes in the caller's floating-point environment: XLA flushes
+  // subnormals to zero while it runs a program, and a worker must round as it does.
+  std::fenv_t env;
+  std::fegetenv(&env);
   Pool().Run(chunks, [&](int64_t c) {
+    if (c != 0) std::fesetenv(&env);
     int64_t lo = std::min(size, c * step), hi = std::min(size, (c + 1) * step);
     if (lo < hi) kernel_fn(inputs.data(), outputs.data(), lo, hi, c == 0);
   });

@@ -7,7 +7,9 @@ one C loop, compiled once (:mod:`.build`) and called through XLA's FFI, with the
 parameter and state buffers aliased to the outputs, so a donated step updates them
 in place reading and writing each byte once — 28 bytes per parameter for Adam where
 XLA's CPU backend moves 40.  Large calls are split over the cores by the FFI
-handler's own worker threads.
+handler's own worker threads.  A rank-0 output (the step count) is never written
+over its input: the first chunk stores it while the other chunks may still be
+reading the inputs.
 
 Hyperparameters stay *data*: they are inputs of the call, not constants of the
 kernel, so a new learning rate neither recompiles nor rebuilds anything.  The call
@@ -20,12 +22,15 @@ The path applies to any pytree of parameters — one array, the buffer of
 (one loop per leaf, all in one kernel; leaves doing the same arithmetic share one
 compiled loop body) —
 in float32/float64 (with integer/bool scalars).  A step that is not elementwise (a
-global norm, a per-leaf trust ratio) makes :func:`fused_apply_step` return ``None``,
-and the caller runs XLA's path.
+global norm, a per-leaf trust ratio), or a loop or branch over vectors, makes
+:func:`fused_apply_step` return ``None``, and the caller runs XLA's path; so does any
+failure to build or load the kernel (:mod:`.build`), and — logged as a warning — a
+fault of the translator itself: the step never raises for the native path's sake.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +42,8 @@ import numpy as np
 from adaptive_jax.core.protocol import PyTree, Transform, apply_updates
 from adaptive_jax.performance.native import build
 from adaptive_jax.performance.native.codegen import Kernel, Unsupported, translate
+
+logger = logging.getLogger(__name__)
 
 # apply_step(native=True) fuses steps of at least this many elements.  Below it XLA's
 # loops win: XLA runs a program its cost model counts as under 1000 flops (a custom
@@ -90,7 +97,9 @@ def fused_elementwise(
     writes fewer than ``min_buffers`` non-scalar outputs, or native kernels are
     unavailable here.
     """
-    if build.available() is not None:
+    try:
+        build.register_handler()
+    except build.NativeUnavailable:  # the reason: build.available()
         return None
     flat = [x if isinstance(x, jax.Array | np.ndarray) else jnp.asarray(x) for x in args]
     shapes = vector_shapes(flat)
@@ -106,7 +115,11 @@ def fused_elementwise(
         chosen["found"] = _kernel(closed, list(args), shapes)
         return jnp.zeros(())
 
-    jax.make_jaxpr(probe)(*flat)
+    try:
+        jax.make_jaxpr(probe)(*flat)
+    except Exception:  # a fault of the translator itself: never the caller's problem
+        logger.warning("the native translation failed; the step stays on XLA", exc_info=True)
+        return None
     if chosen["found"] is None:
         return None
     mode, kernel = chosen["found"]
@@ -124,7 +137,9 @@ def fused_elementwise(
         ]
         aliases: dict[int, int] = {}
         for j, (kind, what) in enumerate(kernel.outputs):
-            if kind != "kernel" or aliased_from is None:
+            # Rank-0 results (the step count) are never written over an input: chunk 0
+            # stores them while other chunks may still be reading the scalar inputs.
+            if kind != "kernel" or aliased_from is None or kernel.results[what][0] == ():
                 continue
             for k, (source, index) in enumerate(kernel.inputs):
                 if (
