@@ -89,8 +89,9 @@ class ApplyIfFinite(Transform):
             )
 
     def init_state(self, params):
-        zero = jnp.zeros([], COUNT_DTYPE)
-        return ApplyIfFiniteState(zero, jnp.asarray(True), zero, self.inner.init(params))
+        # Two arrays, not one in two fields: a state whose buffers repeat cannot be donated.
+        count, total = jnp.zeros([], COUNT_DTYPE), jnp.zeros([], COUNT_DTYPE)
+        return ApplyIfFiniteState(count, jnp.asarray(True), total, self.inner.init(params))
 
     def apply(self, updates, state, params, count):
         del count  # the inner transformation counts applied steps only
