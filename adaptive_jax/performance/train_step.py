@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -243,15 +242,24 @@ class _Program:
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
-@dataclasses.dataclass(frozen=True)
 class _Prepared:
-    """A transformation split for the compiled step (see ``_split_transform``)."""
+    """A transformation split for the compiled step (see ``_split_transform``).
 
-    tx: Any
-    dynamic: list[Any]  # arguments: packed scalars, arrays, numpy arrays read at each call
-    programs: tuple[_Program, _Program]  # for native=False, native=True
-    traced: bool  # a hyperparameter is a tracer: run inline in the caller's trace
-    reusable: bool  # may be reused while the same object comes back
+    Also remembers the device answer for the shardings it last saw (the outputs of a
+    compiled step share one sharding object from step to step, so this is an identity
+    check per call).
+    """
+
+    __slots__ = ("tx", "dynamic", "programs", "traced", "reusable", "shardings", "program")
+
+    def __init__(self, tx, dynamic, programs, traced, reusable):
+        self.tx = tx
+        self.dynamic: list[Any] = dynamic  # packed scalars, arrays, numpy arrays (read per call)
+        self.programs: tuple[_Program, _Program] = programs  # for native=False, native=True
+        self.traced: bool = traced  # a hyperparameter is a tracer: run inline in the trace
+        self.reusable: bool = reusable  # nothing in it can change: reuse for the same object
+        self.shardings: tuple[Any, Any] = (None, None)  # of the first and last donated array
+        self.program: _Program = programs[0]  # the program for those shardings
 
 
 _IMMUTABLE_SCALARS = (bool, int, float, complex, np.generic)
@@ -288,7 +296,7 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
     The result is reusable while the same object comes back only if nothing in it can
     change: every node of its tree is a tuple or a frozen dataclass.  A dict or list in
     it (``adam({"w": 1e-3, "b": 1e-2})``) can be edited after construction, so such a
-    transformation is prepared again at every call, and its numbers passed unpacked.
+    transformation is split again at every call, and its numbers passed unpacked.
     """
     _check_transform(tx, where)
     leaves, treedef = jax.tree_util.tree_flatten(tx)
@@ -324,7 +332,7 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
             static_positions.append(position)
             statics.append(leaf)
     if traced:
-        return _Prepared(tx, [], (None, None), True, False)  # type: ignore[arg-type]
+        return _Prepared(tx, [], (None, None), True, False)
     packed = [jnp.stack(values) for values in group_values.values()]
     plan = (
         tuple(tuple(positions) for positions in groups.values()),
@@ -332,7 +340,7 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
         tuple(static_positions),
     )
     programs = tuple(_Program(treedef, plan, tuple(statics), native) for native in (False, True))
-    return _Prepared(tx, packed + single_values, programs, False, reusable)  # type: ignore[arg-type]
+    return _Prepared(tx, packed + single_values, programs, False, reusable)
 
 
 # --- The donating step ---------------------------------------------------------------
@@ -352,20 +360,23 @@ class DonatingStep:
       hyperparameters are read at every call, as ``tx.update`` reads them: the
       transformation is a pytree argument of the compiled step (``_split_transform``
       says how its leaves are passed cheaply);
-    * the donated arguments are checked: a deleted array (typically one donated to an
-      earlier step) raises a ``RuntimeError`` naming the helper, the argument and its
-      path; an array that appears twice among the arguments (tied weights, the
-      parameters passed as gradients too) is copied for this call, so XLA never
-      donates a buffer twice and the numbers are those of ``tx.update`` (which returns
-      separate arrays too);
+    * a deleted array among the arguments (typically one donated to an earlier step)
+      raises a ``RuntimeError`` naming the helper, the argument and its path;
+    * an array that appears twice among the arguments (tied weights, the parameters
+      passed as gradients too) is copied for this call, so XLA never donates a buffer
+      twice and the numbers are those of ``tx.update`` (which returns separate arrays
+      too).  Repeated array *objects* are found before the call; two array objects on
+      one buffer (``jax.device_put(x, x.sharding)``) only when XLA refuses the call
+      (it logs a line), after which the step is retried with a copy;
     * inside a trace (tracers among the arguments or hyperparameters) ``fn`` is
       traced inline into the caller's program: nothing to donate or check.
 
-    One cache: the last :data:`CACHED` transformations prepared, keyed by object
-    identity (each entry keeps its object alive, so an identity cannot be reused while
-    cached).  Compiled programs live in the cache of the one ``jax.jit`` of this step,
-    keyed by the static half of the transformation (:class:`_Program`) and the
-    argument shapes.
+    One cache: the transformations split for the compiled step (with the device
+    answer for the shardings last seen), keyed by object identity, at most
+    :data:`CACHED` (the oldest goes first); each entry keeps its object alive, so an
+    identity cannot be reused while cached.  Compiled programs live in the cache of
+    the one ``jax.jit`` of this step, keyed by the static half of the transformation
+    (``_Program``) and the argument shapes.
 
     Args:
         fn: ``fn(tx, params, opt_state, *rest, native: bool)``.
@@ -384,7 +395,7 @@ class DonatingStep:
         [0.5, 0.5]
     """
 
-    #: How many transformations are kept prepared (by identity).
+    #: How many transformations are kept split for the compiled step (by identity).
     CACHED = 8
 
     def __init__(
@@ -399,63 +410,76 @@ class DonatingStep:
         self._arg_names = arg_names
         self._native = native
         self._jitted = jax.jit(self._call, static_argnums=0, donate_argnums=(2, 3))
-        self._prepared: OrderedDict[int, _Prepared] = OrderedDict()
-        self._last: _Prepared | None = None
+        self._prepared: dict[int, _Prepared] = {}
 
     def _call(self, program: _Program, dynamic: list[Any], *args: Any) -> Any:
         return self._fn(program.rebuild(dynamic), *args, native=program.native)
 
-    def _prepare(self, tx: Any) -> _Prepared:
-        entry = self._prepared.get(id(tx))
-        if entry is not None and entry.tx is tx:
-            self._prepared.move_to_end(id(tx))
-            return entry
-        entry = _split_transform(tx, self._name)
-        if entry.reusable:
-            self._prepared[id(tx)] = entry
-            while len(self._prepared) > self.CACHED:
-                self._prepared.popitem(last=False)
-        return entry
-
     def __call__(self, tx: Any, *args: Any) -> Any:
-        entry = self._last
+        entry = self._prepared.get(id(tx))
         if entry is None or entry.tx is not tx:
-            entry = self._prepare(tx)
-            self._last = entry if entry.reusable else None
+            entry = _split_transform(tx, self._name)
+            if entry.reusable:
+                if len(self._prepared) >= self.CACHED:
+                    del self._prepared[next(iter(self._prepared))]
+                self._prepared[id(tx)] = entry
         if len(args) < 2:
             raise TypeError(
                 f"{self._name} takes (tx, params, opt_state, ...); got {len(args) + 1} arguments"
             )
-        params = jax.tree_util.tree_leaves(args[0])
-        donated = params + jax.tree_util.tree_leaves(args[1])
-        others = jax.tree_util.tree_leaves((entry.dynamic, args[2:]))
-        # One pass: deleted arrays, tracers, and buffers that appear twice.
+        donated = jax.tree_util.tree_leaves(args[:2])
+        # One pass: deleted arrays, tracers, and array objects that appear twice.
+        array, tracer = _ARRAY, _TRACER
         seen: set[int] = set()
-        repeated = traced = entry.traced
+        arrays, traced = 0, entry.traced
         for leaf in donated:
-            if type(leaf) is _ARRAY:
+            if type(leaf) is array:
                 if leaf.is_deleted():
                     raise self._deleted_error(args, leaf)
-                key = _buffer_key(leaf)
-                repeated = repeated or key in seen
-                seen.add(key)
-            elif isinstance(leaf, _TRACER):
+                seen.add(id(leaf))
+                arrays += 1
+            elif isinstance(leaf, tracer):
                 traced = True
-        for leaf in others:
-            if type(leaf) is _ARRAY:
+        repeated = len(seen) != arrays
+        for leaf in jax.tree_util.tree_leaves(args[2:]):
+            if type(leaf) is array:
                 if leaf.is_deleted():
                     raise self._deleted_error(args, leaf)
-                repeated = repeated or _buffer_key(leaf) in seen
-            elif isinstance(leaf, _TRACER):
+                repeated = repeated or id(leaf) in seen
+            elif isinstance(leaf, tracer):
                 traced = True
         if traced:  # inside the caller's trace: nothing is donated here
             return self._fn(tx, *args, native=False)
         dynamic = entry.dynamic
         if repeated:
-            dynamic, args = _copy_repeats(dynamic, args)
-        native = self._native and bool(params) and one_cpu_device(params[0])
-        native = native and one_cpu_device(params[-1])
-        return self._jitted(entry.programs[native], dynamic, *args)
+            dynamic, args = _copy_repeats(dynamic, args, id)
+        if donated:
+            shardings = (
+                getattr(donated[0], "sharding", None),
+                getattr(donated[-1], "sharding", None),
+            )
+            if shardings[0] is not entry.shardings[0] or shardings[1] is not entry.shardings[1]:
+                native = self._native and one_cpu_device(donated[0]) and one_cpu_device(donated[-1])
+                entry.shardings, entry.program = shardings, entry.programs[native]
+        try:
+            return self._jitted(entry.program, dynamic, *args)
+        except Exception as error:
+            return self._recover(error, entry, dynamic, args)
+
+    def _recover(self, error: Exception, entry: _Prepared, dynamic: list[Any], args: tuple) -> Any:
+        """After the compiled step failed: a clearer error, or a retry with copies."""
+        for leaf in jax.tree_util.tree_leaves((args, dynamic)):
+            if type(leaf) is _ARRAY and leaf.is_deleted():
+                raise self._deleted_error(args, leaf) from error
+        keys = [
+            _buffer_key(leaf)
+            for leaf in jax.tree_util.tree_leaves((args[:2], dynamic, args[2:]))
+            if type(leaf) is _ARRAY
+        ]
+        if len(set(keys)) == len(keys):
+            raise error
+        dynamic, args = _copy_repeats(dynamic, args, _buffer_key)
+        return self._jitted(entry.program, dynamic, *args)
 
     def _arg_name(self, index: int) -> str:
         names = self._arg_names
@@ -502,8 +526,10 @@ def _buffer_key(leaf: Any) -> int:
     return id(leaf)
 
 
-def _copy_repeats(dynamic: list[Any], args: tuple[Any, ...]) -> tuple[list[Any], tuple[Any, ...]]:
-    """Copy every array whose buffer already appeared among the donated arguments.
+def _copy_repeats(
+    dynamic: list[Any], args: tuple[Any, ...], key: Callable[[Any], int]
+) -> tuple[list[Any], tuple[Any, ...]]:
+    """Copy every array whose ``key`` (identity or buffer) already appeared as donated.
 
     The donated arguments (``args[0]``, ``args[1]``) are scanned first, so their first
     occurrence of a buffer is donated and later ones are copies; a non-donated argument
@@ -516,11 +542,10 @@ def _copy_repeats(dynamic: list[Any], args: tuple[Any, ...]) -> tuple[list[Any],
         out = []
         for leaf in leaves:
             if type(leaf) is _ARRAY:
-                key = _buffer_key(leaf)
-                if key in seen:
+                if key(leaf) in seen:
                     leaf = jnp.copy(leaf)
                 elif donated:
-                    seen.add(key)
+                    seen.add(key(leaf))
             out.append(leaf)
         return jax.tree_util.tree_unflatten(treedef, out)
 
