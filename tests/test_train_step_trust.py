@@ -343,6 +343,11 @@ def test_a_non_transformation_tx_raises_type_error_naming_tx(bad, hint):
         aj.apply_step(bad, params, state, jnp.ones(2))
 
 
+def test_make_train_step_rejects_a_loss_that_is_not_callable():
+    with pytest.raises(TypeError, match=r"make_train_step: loss_fn must be a function"):
+        aj.make_train_step(aj.adam(0.1))  # arguments swapped
+
+
 # --- the dispatch rule
 
 

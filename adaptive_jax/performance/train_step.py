@@ -250,7 +250,7 @@ class _Prepared:
     check per call).
     """
 
-    __slots__ = ("tx", "dynamic", "programs", "traced", "reusable", "shardings", "program")
+    __slots__ = ("tx", "dynamic", "programs", "traced", "reusable", "memo")
 
     def __init__(self, tx, dynamic, programs, traced, reusable):
         self.tx = tx
@@ -258,8 +258,9 @@ class _Prepared:
         self.programs: tuple[_Program, _Program] = programs  # for native=False, native=True
         self.traced: bool = traced  # a hyperparameter is a tracer: run inline in the trace
         self.reusable: bool = reusable  # nothing in it can change: reuse for the same object
-        self.shardings: tuple[Any, Any] = (None, None)  # of the first and last donated array
-        self.program: _Program = programs[0]  # the program for those shardings
+        # (sharding of the first donated array, of the last one, the program for them):
+        # one tuple, replaced whole, so a concurrent call never sees half of an update.
+        self.memo: tuple[Any, Any, _Program] = (None, None, programs[0])
 
 
 _IMMUTABLE_SCALARS = (bool, int, float, complex, np.generic)
@@ -374,9 +375,13 @@ class DonatingStep:
     One cache: the transformations split for the compiled step (with the device
     answer for the shardings last seen), keyed by object identity, at most
     :data:`CACHED` (the oldest goes first); each entry keeps its object alive, so an
-    identity cannot be reused while cached.  Compiled programs live in the cache of
-    the one ``jax.jit`` of this step, keyed by the static half of the transformation
-    (``_Program``) and the argument shapes.
+    identity cannot be reused while cached.  Compiled programs live in the caches of
+    the one ``jax.jit`` of this step (JAX bounds them: least recently used entries go
+    first), keyed by the static half of the transformation (``_Program``) and the
+    argument shapes.
+
+    Calling it raises ``TypeError`` when ``tx`` is not a gradient transformation and
+    ``RuntimeError`` when an argument was deleted (see above).
 
     Args:
         fn: ``fn(tx, params, opt_state, *rest, native: bool)``.
@@ -453,20 +458,19 @@ class DonatingStep:
         dynamic = entry.dynamic
         if repeated:
             dynamic, args = _copy_repeats(dynamic, args, id)
+        memo = entry.memo
         if donated:
-            shardings = (
-                getattr(donated[0], "sharding", None),
-                getattr(donated[-1], "sharding", None),
-            )
-            if shardings[0] is not entry.shardings[0] or shardings[1] is not entry.shardings[1]:
+            first = getattr(donated[0], "sharding", None)
+            last = getattr(donated[-1], "sharding", None)
+            if first is not memo[0] or last is not memo[1]:
                 native = self._native and one_cpu_device(donated[0]) and one_cpu_device(donated[-1])
-                entry.shardings, entry.program = shardings, entry.programs[native]
+                memo = entry.memo = (first, last, entry.programs[native])
         try:
-            return self._jitted(entry.program, dynamic, *args)
+            return self._jitted(memo[2], dynamic, *args)
         except Exception as error:
-            return self._recover(error, entry, dynamic, args)
+            return self._recover(error, memo[2], dynamic, args)
 
-    def _recover(self, error: Exception, entry: _Prepared, dynamic: list[Any], args: tuple) -> Any:
+    def _recover(self, error: Exception, program: _Program, dynamic: list[Any], args: tuple) -> Any:
         """After the compiled step failed: a clearer error, or a retry with copies."""
         for leaf in jax.tree_util.tree_leaves((args, dynamic)):
             if type(leaf) is _ARRAY and leaf.is_deleted():
@@ -479,7 +483,7 @@ class DonatingStep:
         if len(set(keys)) == len(keys):
             raise error
         dynamic, args = _copy_repeats(dynamic, args, _buffer_key)
-        return self._jitted(entry.program, dynamic, *args)
+        return self._jitted(program, dynamic, *args)
 
     def _arg_name(self, index: int) -> str:
         names = self._arg_names
@@ -627,9 +631,14 @@ def make_train_step(loss_fn: Callable[..., Any], has_aux: bool = False) -> Donat
         has_aux: whether ``loss_fn`` returns auxiliary data as well.
 
     Returns:
-        The step function (a :class:`DonatingStep`).  It raises ``TypeError`` when its
-        ``tx`` is not a gradient transformation and ``RuntimeError`` when an argument
-        was deleted (consumed by an earlier step), naming the argument and its path.
+        The step function (a :class:`DonatingStep`).  Calling it raises what
+        :func:`update_step` raises: ``TypeError`` when its ``tx`` is not a gradient
+        transformation, ``RuntimeError`` when an argument was deleted (consumed by an
+        earlier step), naming the argument and its path, ``FlatLayoutError`` when
+        ``tx`` cannot run on the given ``FlatParams``.
+
+    Raises:
+        TypeError: ``loss_fn`` is not callable.
 
     Example:
         >>> import jax.numpy as jnp
@@ -641,6 +650,11 @@ def make_train_step(loss_fn: Callable[..., Any], has_aux: bool = False) -> Donat
         >>> float(loss), w.tolist()
         (2.0, [0.20000000298023224, 0.20000000298023224])
     """
+    if not callable(loss_fn):
+        raise TypeError(
+            f"make_train_step: loss_fn must be a function loss_fn(params, *batch), got "
+            f"{type(loss_fn).__name__} {_short(loss_fn)}"
+        )
 
     def train(tx, params, opt_state, *batch, native):
         def objective(params):
