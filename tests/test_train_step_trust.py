@@ -209,6 +209,12 @@ def test_a_per_parameter_dict_changed_after_construction_is_read_at_every_call()
     new, _ = aj.update_step(tx, copy(params), tx.init(params), grads)
     assert_close(new, expected)
     np.testing.assert_allclose(new["b"], [1.5], rtol=1e-15)
+    rates["w"] = lambda count: jnp.asarray(0.25, jnp.float64)  # a value becomes a function
+    new, _ = aj.update_step(tx, copy(params), tx.init(params), grads)
+    np.testing.assert_allclose(new["w"], [0.75], rtol=1e-15)
+    rates["w"] = 0.125  # and back
+    new, _ = aj.update_step(tx, copy(params), tx.init(params), grads)
+    np.testing.assert_allclose(new["w"], [0.875], rtol=1e-15)
 
 
 def test_new_values_and_new_function_leaves_do_not_change_the_rule():

@@ -262,8 +262,27 @@ class _Prepared:
         # one tuple, replaced whole, so a concurrent call never sees half of an update.
         self.memo: tuple[Any, Any, _Program] = (None, None, programs[0])
 
+    def reread(self, tx: Any) -> list[Any] | None:
+        """The current leaves of a transformation that can change (``reusable`` false).
+
+        ``None`` when its structure or its static configuration changed since it was
+        split (split it again).  Costs a flatten: the price of a dict among its nodes.
+        """
+        leaves, treedef = jax.tree_util.tree_flatten(tx)
+        program = self.programs[0]
+        if treedef != program.treedef:
+            return None
+        groups, singles, static_positions = program.plan
+        if any(leaves[i] is not x for i, x in zip(static_positions, program.statics)):
+            return None
+        values = [leaves[i] for i in singles]
+        if any(isinstance(x, _TRACER) or not isinstance(x, _VALUES) for x in values):
+            return None
+        return self.dynamic[: len(groups)] + values
+
 
 _IMMUTABLE_SCALARS = (bool, int, float, complex, np.generic)
+_VALUES = _IMMUTABLE_SCALARS + (np.ndarray, jax.Array)
 
 
 def _frozen_node(kind: type) -> bool:
@@ -273,12 +292,19 @@ def _frozen_node(kind: type) -> bool:
     return params is not None and params.frozen
 
 
-def _immutable_structure(treedef: Any) -> bool:
-    """Whether every node of ``treedef`` is a tuple or frozen dataclass (not a dict/list)."""
+def _mutable_leaves(treedef: Any, under_mutable: bool = False) -> tuple[bool, list[bool]]:
+    """Whether ``treedef`` has a node that can be edited in place (a dict, a list: not a
+    tuple or frozen dataclass), and for each leaf whether it sits below one."""
     data = treedef.node_data()
-    if data is not None and not _frozen_node(data[0]):
-        return False
-    return all(_immutable_structure(child) for child in treedef.children())
+    if data is None:  # a leaf
+        return False, [under_mutable]
+    mutable = not _frozen_node(data[0])
+    found, flags = mutable, []
+    for child in treedef.children():
+        child_found, child_flags = _mutable_leaves(child, under_mutable or mutable)
+        found = found or child_found
+        flags += child_flags
+    return found, flags
 
 
 def _split_transform(tx: Any, where: str) -> _Prepared:
@@ -294,14 +320,15 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
       configuration of this object, compared by identity, as ``jax.jit`` treats
       functions: a new function is a new program.
 
-    The result is reusable while the same object comes back only if nothing in it can
-    change: every node of its tree is a tuple or a frozen dataclass.  A dict or list in
-    it (``adam({"w": 1e-3, "b": 1e-2})``) can be edited after construction, so such a
-    transformation is split again at every call, and its numbers passed unpacked.
+    The result is reusable as it is while the same object comes back only if nothing
+    in it can change: every node of its tree is a tuple or a frozen dataclass.  A dict
+    or list in it (``adam({"w": 1e-3, "b": 1e-2})``) can be edited after construction,
+    so the leaves below such a node are passed unpacked and read again at every call
+    (:meth:`_Prepared.reread`).
     """
     _check_transform(tx, where)
     leaves, treedef = jax.tree_util.tree_flatten(tx)
-    reusable = _immutable_structure(treedef)
+    has_mutable, mutable = _mutable_leaves(treedef)
     groups: dict[Any, list[int]] = {}
     group_values: dict[Any, list[Any]] = {}
     singles: list[int] = []
@@ -313,7 +340,7 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
         if isinstance(leaf, _TRACER):
             traced = True
         elif isinstance(leaf, np.ndarray) or (
-            not reusable and isinstance(leaf, _IMMUTABLE_SCALARS + (_ARRAY,))
+            mutable[position] and isinstance(leaf, _IMMUTABLE_SCALARS + (_ARRAY,))
         ):
             singles.append(position)
             single_values.append(leaf)
@@ -341,7 +368,7 @@ def _split_transform(tx: Any, where: str) -> _Prepared:
         tuple(static_positions),
     )
     programs = tuple(_Program(treedef, plan, tuple(statics), native) for native in (False, True))
-    return _Prepared(tx, packed + single_values, programs, False, reusable)
+    return _Prepared(tx, packed + single_values, programs, False, not has_mutable)
 
 
 # --- The donating step ---------------------------------------------------------------
@@ -373,7 +400,8 @@ class DonatingStep:
       traced inline into the caller's program: nothing to donate or check.
 
     One cache: the transformations split for the compiled step (with the device
-    answer for the shardings last seen), keyed by object identity, at most
+    answer for the shardings last seen; for one holding a dict or list, read again at
+    every call), keyed by object identity, at most
     :data:`CACHED` (the oldest goes first); each entry keeps its object alive, so an
     identity cannot be reused while cached.  Compiled programs live in the caches of
     the one ``jax.jit`` of this step (JAX bounds them: least recently used entries go
@@ -423,11 +451,15 @@ class DonatingStep:
     def __call__(self, tx: Any, *args: Any) -> Any:
         entry = self._prepared.get(id(tx))
         if entry is None or entry.tx is not tx:
-            entry = _split_transform(tx, self._name)
-            if entry.reusable:
-                if len(self._prepared) >= self.CACHED:
-                    del self._prepared[next(iter(self._prepared))]
-                self._prepared[id(tx)] = entry
+            entry = self._split(tx)
+            dynamic = entry.dynamic
+        elif entry.reusable:
+            dynamic = entry.dynamic
+        else:  # a dict or list in it may have been edited: read its values again
+            dynamic = entry.reread(tx)
+            if dynamic is None:
+                entry = self._split(tx)
+                dynamic = entry.dynamic
         if len(args) < 2:
             raise TypeError(
                 f"{self._name} takes (tx, params, opt_state, ...); got {len(args) + 1} arguments"
@@ -455,7 +487,6 @@ class DonatingStep:
                 traced = True
         if traced:  # inside the caller's trace: nothing is donated here
             return self._fn(tx, *args, native=False)
-        dynamic = entry.dynamic
         if repeated:
             dynamic, args = _copy_repeats(dynamic, args, id)
         memo = entry.memo
@@ -469,6 +500,14 @@ class DonatingStep:
             return self._jitted(memo[2], dynamic, *args)
         except Exception as error:
             return self._recover(error, memo[2], dynamic, args)
+
+    def _split(self, tx: Any) -> _Prepared:
+        entry = _split_transform(tx, self._name)
+        if not entry.traced:
+            if len(self._prepared) >= self.CACHED:
+                del self._prepared[next(iter(self._prepared))]
+            self._prepared[id(tx)] = entry
+        return entry
 
     def _recover(self, error: Exception, program: _Program, dynamic: list[Any], args: tuple) -> Any:
         """After the compiled step failed: a clearer error, or a retry with copies."""
