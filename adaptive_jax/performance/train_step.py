@@ -519,7 +519,7 @@ class DonatingStep:
             for leaf in jax.tree_util.tree_leaves((args[:2], dynamic, args[2:]))
             if type(leaf) is _ARRAY
         ]
-        if len(set(keys)) == len(keys):
+        if "donate" not in str(error) or len(set(keys)) == len(keys):
             raise error
         dynamic, args = _copy_repeats(dynamic, args, _buffer_key)
         return self._jitted(program, dynamic, *args)
