@@ -464,27 +464,22 @@ class DonatingStep:
             raise TypeError(
                 f"{self._name} takes (tx, params, opt_state, ...); got {len(args) + 1} arguments"
             )
+        # Deleted arrays, tracers, and array objects that appear twice, with builtins
+        # iterating (a Python loop over the leaves costs more than the step's dispatch).
+        array = _ARRAY
         donated = jax.tree_util.tree_leaves(args[:2])
-        # One pass: deleted arrays, tracers, and array objects that appear twice.
-        array, tracer = _ARRAY, _TRACER
-        seen: set[int] = set()
-        arrays, traced = 0, entry.traced
-        for leaf in donated:
-            if type(leaf) is array:
-                if leaf.is_deleted():
-                    raise self._deleted_error(args, leaf)
-                seen.add(id(leaf))
-                arrays += 1
-            elif isinstance(leaf, tracer):
-                traced = True
-        repeated = len(seen) != arrays
-        for leaf in jax.tree_util.tree_leaves(args[2:]):
-            if type(leaf) is array:
-                if leaf.is_deleted():
-                    raise self._deleted_error(args, leaf)
-                repeated = repeated or id(leaf) in seen
-            elif isinstance(leaf, tracer):
-                traced = True
+        others = jax.tree_util.tree_leaves(args[2:])
+        donated_arrays = [x for x in donated if type(x) is array]
+        other_arrays = [x for x in others if type(x) is array]
+        if any(map(array.is_deleted, donated_arrays)) or any(map(array.is_deleted, other_arrays)):
+            deleted = next(x for x in donated_arrays + other_arrays if x.is_deleted())
+            raise self._deleted_error(args, deleted)
+        traced = entry.traced or (
+            (len(donated_arrays) < len(donated) or len(other_arrays) < len(others))
+            and any(isinstance(x, _TRACER) for x in donated + others)
+        )
+        seen = set(map(id, donated_arrays))
+        repeated = len(seen) < len(donated_arrays) or not seen.isdisjoint(map(id, other_arrays))
         if traced:  # inside the caller's trace: nothing is donated here
             return self._fn(tx, *args, native=False)
         if repeated:
