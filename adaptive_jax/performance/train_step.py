@@ -405,8 +405,8 @@ class DonatingStep:
     :data:`CACHED` (the oldest goes first); each entry keeps its object alive, so an
     identity cannot be reused while cached.  Compiled programs live in the caches of
     the one ``jax.jit`` of this step (JAX bounds them: least recently used entries go
-    first), keyed by the static half of the transformation (``_Program``) and the
-    argument shapes.
+    first), keyed by the static half of the transformation (``_Program``), the tree
+    structure of ``(params, opt_state)`` and the argument shapes.
 
     Calling it raises ``TypeError`` when ``tx`` is not a gradient transformation and
     ``RuntimeError`` when an argument was deleted (see above).
@@ -442,11 +442,17 @@ class DonatingStep:
         self._name = name
         self._arg_names = arg_names
         self._native = native
-        self._jitted = jax.jit(self._call, static_argnums=0, donate_argnums=(2, 3))
+        # (program, structure of (params, opt_state), tx's dynamic leaves, the leaves of
+        # (params, opt_state), *rest): the donated arrays arrive as one flat list, since
+        # they are flattened here anyway (for the checks), and jit would flatten again.
+        self._jitted = jax.jit(self._call, static_argnums=(0, 1), donate_argnums=3)
         self._prepared: dict[int, _Prepared] = {}
 
-    def _call(self, program: _Program, dynamic: list[Any], *args: Any) -> Any:
-        return self._fn(program.rebuild(dynamic), *args, native=program.native)
+    def _call(
+        self, program: _Program, structure: Any, dynamic: list[Any], donated: list[Any], *rest: Any
+    ) -> Any:
+        params, opt_state = jax.tree_util.tree_unflatten(structure, donated)
+        return self._fn(program.rebuild(dynamic), params, opt_state, *rest, native=program.native)
 
     def __call__(self, tx: Any, *args: Any) -> Any:
         entry = self._prepared.get(id(tx))
@@ -464,26 +470,32 @@ class DonatingStep:
             raise TypeError(
                 f"{self._name} takes (tx, params, opt_state, ...); got {len(args) + 1} arguments"
             )
-        # Deleted arrays, tracers, and array objects that appear twice, with builtins
-        # iterating (a Python loop over the leaves costs more than the step's dispatch).
-        array = _ARRAY
-        donated = jax.tree_util.tree_leaves(args[:2])
-        others = jax.tree_util.tree_leaves(args[2:])
-        donated_arrays = [x for x in donated if type(x) is array]
-        other_arrays = [x for x in others if type(x) is array]
-        if any(map(array.is_deleted, donated_arrays)) or any(map(array.is_deleted, other_arrays)):
-            deleted = next(x for x in donated_arrays + other_arrays if x.is_deleted())
-            raise self._deleted_error(args, deleted)
-        traced = entry.traced or (
-            (len(donated_arrays) < len(donated) or len(other_arrays) < len(others))
-            and any(isinstance(x, _TRACER) for x in donated + others)
-        )
-        seen = set(map(id, donated_arrays))
-        repeated = len(seen) < len(donated_arrays) or not seen.isdisjoint(map(id, other_arrays))
+        donated, structure = jax.tree_util.tree_flatten(args[:2])
+        # One pass: deleted arrays, tracers, and array objects that appear twice.
+        array, tracer = _ARRAY, _TRACER
+        seen: set[int] = set()
+        arrays, traced = 0, entry.traced
+        for leaf in donated:
+            if type(leaf) is array:
+                if leaf.is_deleted():
+                    raise self._deleted_error(args, leaf)
+                seen.add(id(leaf))
+                arrays += 1
+            elif isinstance(leaf, tracer):
+                traced = True
+        repeated = len(seen) != arrays
+        for leaf in jax.tree_util.tree_leaves(args[2:]):
+            if type(leaf) is array:
+                if leaf.is_deleted():
+                    raise self._deleted_error(args, leaf)
+                repeated = repeated or id(leaf) in seen
+            elif isinstance(leaf, tracer):
+                traced = True
         if traced:  # inside the caller's trace: nothing is donated here
             return self._fn(tx, *args, native=False)
         if repeated:
             dynamic, args = _copy_repeats(dynamic, args, id)
+            donated = jax.tree_util.tree_leaves(args[:2])
         memo = entry.memo
         if donated:
             first = getattr(donated[0], "sharding", None)
@@ -492,9 +504,9 @@ class DonatingStep:
                 native = self._native and one_cpu_device(donated[0]) and one_cpu_device(donated[-1])
                 memo = entry.memo = (first, last, entry.programs[native])
         try:
-            return self._jitted(memo[2], dynamic, *args)
+            return self._jitted(memo[2], structure, dynamic, donated, *args[2:])
         except Exception as error:
-            return self._recover(error, memo[2], dynamic, args)
+            return self._recover(error, memo[2], structure, dynamic, args)
 
     def _split(self, tx: Any) -> _Prepared:
         entry = _split_transform(tx, self._name)
@@ -504,7 +516,9 @@ class DonatingStep:
             self._prepared[id(tx)] = entry
         return entry
 
-    def _recover(self, error: Exception, program: _Program, dynamic: list[Any], args: tuple) -> Any:
+    def _recover(
+        self, error: Exception, program: _Program, structure: Any, dynamic: list[Any], args: tuple
+    ) -> Any:
         """After the compiled step failed: a clearer error, or a retry with copies."""
         for leaf in jax.tree_util.tree_leaves((args, dynamic)):
             if type(leaf) is _ARRAY and leaf.is_deleted():
@@ -517,7 +531,8 @@ class DonatingStep:
         if "donate" not in str(error) or len(set(keys)) == len(keys):
             raise error
         dynamic, args = _copy_repeats(dynamic, args, _buffer_key)
-        return self._jitted(program, dynamic, *args)
+        donated = jax.tree_util.tree_leaves(args[:2])
+        return self._jitted(program, structure, dynamic, donated, *args[2:])
 
     def _arg_name(self, index: int) -> str:
         names = self._arg_names
