@@ -8,8 +8,8 @@ bandwidth in the same run.  Rows:
 * adaptive_jax's Adam in a user-written jitted step without donation; through
   ``aj.update_step`` (donated; the recommended step: on one CPU device the whole step
   is one generated native loop, :mod:`adaptive_jax.performance.native`); the same
-  donated step on XLA's own loops; cache-blocked; and with bfloat16 moments (20 bytes
-  per parameter instead of 28);
+  donated step on XLA's own loops; and with bfloat16 moments (20 bytes per parameter
+  instead of 28);
 * torch.optim.Adam with ``fused=True`` and with ``foreach=True``.
 
 Each row reports the loop kernels XLA emitted (fusions in the entry computation),
@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import optax
 
 import adaptive_jax as aj
-from adaptive_jax.performance.blocked import DEFAULT_BLOCK_SIZE
 from benchmarks.common import (
     Candidate,
     count_kernels,
@@ -90,16 +89,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
     )
 
-    def via(step_fn, tx, name, bytes_per_param, block_size=None, native=True):
+    def via(step_fn, tx, name, bytes_per_param, native=True):
         box = {"params": start + 0.0, "state": tx.init(start)}
 
         def step():
             box["params"], box["state"] = step_fn(tx, box["params"], box["state"], grads)
             return box["params"]
 
-        body = jax.jit(
-            lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=block_size, native=native)
-        )
+        body = jax.jit(lambda t, p, s, g: aj.apply_step(t, p, s, g, native=native))
         lowered = body.lower(tx, box["params"], box["state"], grads)
         rows[name] = {
             "kernels": count_kernels(lowered.compile()),
@@ -107,24 +104,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         }
         return Candidate(name, step)
 
-    blocked = aj.performance.DonatingStep(
-        lambda t, p, s, g: aj.apply_step(t, p, s, g, block_size=DEFAULT_BLOCK_SIZE),
-        donate=(0, 1),
-        native=False,
-    )
     candidates.append(via(aj.update_step, tx, "aj.adam, aj.update_step (recommended)", 28))
-    xla_loops = aj.performance.DonatingStep(aj.apply_step, donate=(0, 1), native=False)
+    xla_loops = aj.performance.DonatingStep(aj.apply_step, "update_step", native=False)
     candidates.append(via(xla_loops, tx, "aj.adam, update_step on XLA's loops", 28, native=False))
-    candidates.append(
-        via(
-            blocked,
-            tx,
-            f"aj.adam, blocked ({DEFAULT_BLOCK_SIZE} elements)",
-            28,
-            DEFAULT_BLOCK_SIZE,
-            native=False,
-        )
-    )
     low = aj.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
     candidates.append(via(aj.update_step, low, "aj.adam bf16 moments, aj.update_step", 20))
 

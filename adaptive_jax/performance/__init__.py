@@ -1,14 +1,15 @@
-"""Fast paths: flat buffers, the donated train step and the cache-blocked update.
+"""Fast paths: flat buffers and the donating train step.
 
 This module only re-exports; see each module for the idea it holds.
 """
 
-from adaptive_jax.performance.blocked import blocked_step, blocking_problems
 from adaptive_jax.performance.flatten import FlatLayoutError, Flattened, flatten
 from adaptive_jax.performance.layout import FlatLayout, FlatParams, ravel_params
 from adaptive_jax.performance.train_step import (
     DonatingStep,
+    StepPath,
     apply_step,
+    choose_path,
     make_train_step,
     update_step,
 )
@@ -19,9 +20,9 @@ __all__ = [
     "FlatLayoutError",
     "FlatParams",
     "Flattened",
+    "StepPath",
     "apply_step",
-    "blocked_step",
-    "blocking_problems",
+    "choose_path",
     "flatten",
     "make_train_step",
     "ravel_params",

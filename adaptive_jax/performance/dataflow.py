@@ -1,19 +1,13 @@
 r"""What a transformation's update does across array elements, read off its jaxpr.
 
-Two fast paths change how parameters are partitioned before a transformation sees
-them, and each is exact only for some transformations:
+The **flat layout** (:func:`~adaptive_jax.performance.flatten`,
+:class:`~adaptive_jax.performance.FlatParams`) merges the leaves of a pytree into one
+buffer per dtype before a transformation sees them.  That is exact when every statistic
+the update reduces to a scalar covers *all* leaves (a global norm) or there is none
+(Adam); wrong for per-leaf statistics (LAMB's trust ratio :math:`\|\theta_i\|/\|u_i\|`,
+which would become one ratio for the whole buffer).
 
-* the **flat layout** (:func:`~adaptive_jax.performance.flatten`,
-  :class:`~adaptive_jax.performance.FlatParams`) merges the leaves of a pytree into
-  one buffer per dtype.  Exact when every statistic the update reduces to a scalar
-  covers *all* leaves (a global norm) or there is none (Adam); wrong for per-leaf
-  statistics (LAMB's trust ratio :math:`\|\theta_i\|/\|u_i\|`, which would become one
-  ratio for the whole buffer);
-* the **blocked step** (:mod:`adaptive_jax.performance.blocked`) splits each buffer
-  into cache-sized blocks.  Exact only when the update is *elementwise*: output
-  element :math:`k` depends on input element :math:`k` and on scalars alone.
-
-Both are decided by tracing the update to a jaxpr and following data flow.  Every
+This is decided by tracing the update to a jaxpr and following data flow.  Every
 array input carries the set of leaves it belongs to (its *taint*); elementwise
 primitives and broadcasts of scalars pass taints through; a reduction to a scalar
 keeps the taint of what it reduced.  A scalar whose taint is a non-empty proper
@@ -69,9 +63,8 @@ class _Analysis:
     parameter-shaped data, so any primitive may rearrange it.
     """
 
-    def __init__(self, all_leaves: Taint, elementwise_only: bool):
+    def __init__(self, all_leaves: Taint):
         self.all_leaves = all_leaves
-        self.elementwise_only = elementwise_only
         self.violations: list[str] = []
 
     def is_per_leaf(self, taint: Taint) -> bool:
@@ -119,9 +112,7 @@ class _Analysis:
                 outs = [(a | b, s and t) for (a, s), (b, t) in zip(outs, branch_outs)]
             return outs
         if name in _FULL_REDUCTIONS:
-            if self.elementwise_only:
-                self.violations.append(f"a reduction ({name})")
-            elif len(eqn.params.get("axes", ())) != len(shapes_in[0]):
+            if len(eqn.params.get("axes", ())) != len(shapes_in[0]):
                 self.violations.append(f"a partial reduction ({name} over some axes)")
             return [(union, True)] * len(eqn.outvars)
         if name == "broadcast_in_dim" or name in _ELEMENTWISE:
@@ -152,20 +143,17 @@ def cross_element_violations(
     args: Sequence[Any],
     arg_taints: Sequence[Any],
     num_leaves: int,
-    *,
-    elementwise_only: bool,
 ) -> list[str]:
-    """Why ``fn(*args)`` is not layout-invariant (or not elementwise); ``[]`` if it is.
+    """Why ``fn(*args)`` is not layout-invariant; ``[]`` if it is.
 
     ``arg_taints`` mirrors ``args``: for every array leaf, the frozenset of leaf
-    indices it belongs to (empty for hyperparameters and counters).  With
-    ``elementwise_only`` every reduction of an array counts as a violation.
+    indices it belongs to (empty for hyperparameters and counters).
     """
     closed = jax.make_jaxpr(fn)(*args)
     taints = jax.tree_util.tree_leaves(arg_taints, is_leaf=lambda x: isinstance(x, frozenset))
     if len(taints) != len(closed.jaxpr.invars):
         raise AssertionError("one taint per flattened argument is required")
-    analysis = _Analysis(Taint(range(num_leaves)), elementwise_only)
+    analysis = _Analysis(Taint(range(num_leaves)))
     inputs = [(taint, _size(var) <= 1) for taint, var in zip(taints, closed.jaxpr.invars)]
     for taint, is_statistic in analysis.run(closed.jaxpr, inputs):
         if is_statistic and analysis.is_per_leaf(taint):

@@ -127,7 +127,7 @@ def _dataflow_problems(tx: Transform, dtypes: tuple[str, ...]) -> tuple[list[str
 
     try:
         problems += cross_element_violations(
-            apply, (tx, probe, state, probe, count), taints, len(probe), elementwise_only=False
+            apply, (tx, probe, state, probe, count), taints, len(probe)
         )
     except (ValueError, TypeError) as error:
         return problems + [f"it cannot run on flat buffers ({error})"], True
