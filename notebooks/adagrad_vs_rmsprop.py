@@ -16,10 +16,13 @@
 # %% [markdown]
 # # Adagrad's rate only decays; RMSProp's recovers
 #
-# Seed 001: Adagrad's accumulator $G_t = \sum_{k \le t} g_k^2$ only grows, so its effective
+# Adagrad's accumulator $G_t = \sum_{k \le t} g_k^2$ only grows, so its effective
 # learning rate $\eta / (\sqrt{G_t} + \epsilon)$ only falls.  RMSProp's
 # $v_t = \rho v_{t-1} + (1-\rho) g_t^2$ forgets with memory $1/(1-\rho)$ steps, so after the
-# gradients shrink its rate climbs back to $\eta/(|g| + \epsilon)$.
+# gradients shrink its rate climbs back to $\eta/(|g| + \epsilon)$.  (Adagrad: Duchi, Hazan &
+# Singer, JMLR 2011; RMSProp: Tieleman & Hinton, *Neural Networks for Machine Learning*,
+# lecture 6.5, 2012; Adagrad's ever-decaying rate is the motivation Zeiler gives for
+# ADADELTA, arXiv:1212.5701, 2012.)
 #
 # We feed both optimizers a gradient whose scale changes: $1$ for 200 steps, $10$ for 200,
 # then $0.1$ (the slope of a linear loss that changes between phases) and read $v_t$

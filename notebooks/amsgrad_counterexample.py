@@ -17,7 +17,7 @@
 # # Reddi et al.'s counterexample: Adam drifts to the worst point, AMSGrad does not
 #
 # The online problem of Reddi, Kale & Kumar ("On the Convergence of Adam and Beyond",
-# ICLR 2018), recalled in seeds 000 and 002: on $x \in [-1, 1]$,
+# ICLR 2018, §3): on $x \in [-1, 1]$,
 #
 # $$f_t(x) = \begin{cases} C x & t \bmod 3 = 1 \\ -x & \text{otherwise}\end{cases}, \qquad C = 3 .$$
 #
@@ -94,8 +94,9 @@ plt.show()
 # %% [markdown]
 # ## Check
 #
-# The library's Adam path equals a NumPy loop of the seeds' formulas; Adam ends at $+1$
-# with average regret near $2/3$; both AMSGrad variants end at $-1$ with vanishing regret.
+# The library's Adam path equals a NumPy loop of Kingma & Ba's update (bias-corrected $v$,
+# $\beta_1 = 0$, step $\alpha/\sqrt t$); Adam ends at $+1$ with average regret near $2/3$;
+# both AMSGrad variants end at $-1$ with vanishing regret.
 
 # %%
 x, v_state, by_hand = 0.0, 0.0, [0.0]

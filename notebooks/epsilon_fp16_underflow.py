@@ -16,7 +16,7 @@
 # %% [markdown]
 # # ε under float16 underflow
 #
-# Seed 001: in float16 a small gradient can be representable while its square is not.
+# In float16 a small gradient can be representable while its square is not.
 # With $g = 10^{-4}$ (float16's smallest positive number is $2^{-24} \approx 6\cdot10^{-8}$),
 # $g^2 = 10^{-8}$ rounds to $0$, so Adam's second moment is exactly $v_t = 0$ and the
 # denominator $\sqrt{\hat v_t} + \epsilon$ is just $\epsilon$: **ε floors the denominator**.
@@ -27,7 +27,10 @@
 # is $g/0 = \infty$, or $0/0 =$ NaN for a gradient that itself underflows.
 #
 # The fix is either an ε suited to float16 or a float32 second moment
-# (`nu_dtype=jnp.float32`), which keeps $g^2$ and gives float32's step.
+# (`nu_dtype=jnp.float32`), which keeps $g^2$ and gives float32's step.  Adam and its default
+# ε: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.  Small values lost
+# to float16 underflow, and optimizer arithmetic kept in float32 against it: Micikevicius et
+# al., "Mixed Precision Training", ICLR 2018.
 #
 # This notebook keeps JAX's default float32 and asks for float16 explicitly.  It runs the
 # float16 steps op by op (not under `jit`), so that every intermediate is rounded to float16.

@@ -16,10 +16,10 @@
 # %% [markdown]
 # # L2 regularisation against decoupled weight decay
 #
-# Seeds 000 and 001: adding $\tfrac\lambda2\lVert\theta\rVert^2$ to the loss (L2) puts
-# $\lambda\theta$ into the gradient, so Adam divides the shrinkage by
-# $\sqrt{\hat v_t}+\epsilon$: a parameter with large gradients is barely shrunk, a quiet
-# one is shrunk hard.  Decoupled weight decay (AdamW,
+# Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019): adding
+# $\tfrac\lambda2\lVert\theta\rVert^2$ to the loss (L2) puts $\lambda\theta$ into the
+# gradient, so Adam divides the shrinkage by $\sqrt{\hat v_t}+\epsilon$: a parameter with
+# large gradients is barely shrunk, a quiet one is shrunk hard.  Decoupled weight decay (AdamW,
 # $\theta \leftarrow \theta - \alpha(\hat m_t/(\sqrt{\hat v_t}+\epsilon) + \lambda\theta)$)
 # shrinks every parameter by the same factor $(1-\alpha\lambda)$ per step.  For plain SGD
 # the two are the same update.

@@ -17,8 +17,10 @@
 # # Meta-learned hyperparameters: how α, β₁, β₂ move during meta-training
 #
 # Every adaptive_jax transformation is a pytree whose numeric hyperparameters are leaves, so
-# the loss *after* training is a differentiable function of them (seed 003: "the entire sequence
-# of Adam updates … can be seen as one giant, deterministic function").  This notebook
+# the loss *after* training is a differentiable function of them: the whole training run is
+# one deterministic function of the hyperparameters, which Maclaurin, Duvenaud & Adams
+# ("Gradient-based Hyperparameter Optimization through Reversible Learning", ICML 2015)
+# differentiate to tune them.  This notebook
 #
 # 1. meta-learns Adam's $\alpha, \beta_1, \beta_2$ for a noisy, badly scaled linear regression by
 #    differentiating the validation loss through 60 unrolled training steps;

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Normalized gradient descent circles the minimum forever
 #
-# Seed 002's cautionary tale: normalize the gradient and step a fixed distance,
+# Normalize the gradient and step a fixed distance,
 #
 # $$\theta_{t+1} = \theta_t - \eta\, \frac{\nabla J(\theta_t)}{\lVert \nabla J(\theta_t) \rVert}, \qquad
 # \lVert \theta_{t+1} - \theta_t \rVert = \eta .$$
@@ -27,6 +27,11 @@
 # With a decaying step $\eta_t = \eta/\sqrt{t}$ (steps shrink, but their sum diverges)
 # the iterates do converge.  Loss: $J(x, y) = \tfrac12 (x^2 + 10 y^2)$; with constant
 # $\eta$ the iterates end up hopping back and forth across the minimum for ever.
+#
+# This is the subgradient method with normalized steps, whose classical analysis asks for
+# steps that shrink to zero with a divergent sum (Nesterov, *Introductory Lectures on Convex
+# Optimization*, 2004, ch. 3); normalized gradient descent is studied by Hazan, Levy &
+# Shalev-Shwartz, "Beyond Convexity: Stochastic Quasi-Convex Optimization", NeurIPS 2015.
 
 # %%
 import jax

@@ -16,7 +16,8 @@
 # %% [markdown]
 # # A plateau and a canyon: no fixed step size works, Adagrad does
 #
-# Seed 002 describes a landscape with a wide, flat plateau and a sharp basin. Here
+# A landscape with a wide, flat plateau around a sharp basin, the two regions that defeat one
+# fixed step size (Goodfellow, Bengio & Courville, *Deep Learning*, 2016, §8.2).  Here
 #
 # $$f(x) = 1 - e^{-x^2 / (2\sigma^2)}, \qquad \sigma = 0.1, \qquad x_0 = 0.5 .$$
 #
@@ -26,7 +27,9 @@
 # and with such an $\alpha$ it needs thousands of steps to cross the plateau; any larger
 # $\alpha$ throws it out of the canyon.  Adagrad's step
 # $\eta\, g_t / (\sqrt{\sum_{k\le t} g_k^2} + \epsilon)$ is $\eta$ on the first step whatever
-# the slope, and shrinks once the large gradients of the canyon enter the sum.
+# the slope, and shrinks once the large gradients of the canyon enter the sum (Duchi, Hazan &
+# Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic Optimization",
+# JMLR 2011).
 
 # %%
 import jax

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # The β = 0 limit of Adam is sign descent; Adam is scale invariant, SGD is not
 #
-# Seeds 002 and 004: with $\beta_1 = \beta_2 = 0$, Adam's moments are $m_t = g_t$,
+# With $\beta_1 = \beta_2 = 0$, Adam's moments are $m_t = g_t$,
 # $v_t = g_t^2$ and the bias corrections are 1, so
 #
 # $$\theta_t = \theta_{t-1} - \alpha\,\frac{g_t}{|g_t| + \epsilon}
@@ -29,6 +29,11 @@
 # Scale invariance: multiplying the loss by $c > 0$ multiplies $m$ by $c$ and $\sqrt v$ by
 # $c$, so Adam's steps do not change (up to ε), while SGD's steps are $c$ times larger.
 # Loss: $L(x, y) = \tfrac12(100x^2 + y^2)$.
+#
+# Scale invariance is noted with Adam's definition (Kingma & Ba, "Adam: A Method for Stochastic
+# Optimization", ICLR 2015, §2.1); the sign-descent limit by Bernstein et al., "signSGD:
+# Compressed Optimisation for Non-Convex Problems", ICML 2018, and Balles & Hennig,
+# "Dissecting Adam: The Sign, Magnitude and Variance of Stochastic Gradients", ICML 2018.
 
 # %%
 import jax

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # GD, Adagrad, RMSProp and Adam on an anisotropic quadratic
 #
-# The seeds' model ravine (seed 004):
+# A model ravine, steep across and nearly flat along:
 #
 # $$L(x, y) = \tfrac12\,(100\,x^2 + y^2), \qquad \nabla L = (100\,x,\; y).$$
 #
@@ -30,6 +30,11 @@
 # $\theta_{t,i} \leftarrow \theta_{t-1,i} - \eta\, m_{t,i} / (\sqrt{v_{t,i}} + \epsilon)$.
 # On the first step $v = c\, g^2$, so every coordinate moves by the same amount: the
 # adaptive methods leave the start diagonally, then walk down the valley floor.
+#
+# Adagrad: Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and
+# Stochastic Optimization", JMLR 2011.  RMSProp: Tieleman & Hinton, *Neural Networks for
+# Machine Learning*, lecture 6.5, 2012.  Adam: Kingma & Ba, "Adam: A Method for Stochastic
+# Optimization", ICLR 2015.
 
 # %%
 import jax
