@@ -22,7 +22,7 @@ import jupytext
 import nbclient
 import nbformat
 import pytest
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SCRIPTS = sorted(NOTEBOOK_DIR.glob("*.py"))
@@ -30,8 +30,12 @@ SECONDS_PER_NOTEBOOK = 120
 PAIRING = "ipynb,py:percent"
 
 
-class ThisInterpreterKernelManager(KernelManager):
-    """Starts ipykernel with ``sys.executable``, whatever kernelspecs are installed."""
+class ThisInterpreterKernelManager(AsyncKernelManager):
+    """Starts ipykernel with ``sys.executable``, whatever kernelspecs are installed.
+
+    Asynchronous, as nbclient expects: with a blocking client, waiting for a busy kernel's
+    output blocks the event loop, and the time limit never fires.
+    """
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         connection_file = os.path.realpath(self.connection_file)
@@ -49,8 +53,11 @@ def execute(notebook: nbformat.NotebookNode, directory: Path) -> None:
         # One limit for the whole notebook: each cell gets what is left of it.
         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
         resources={"metadata": {"path": str(directory)}},
+        shutdown_kernel="immediate",
     )
-    client.execute()
+    # A client given a kernel manager leaves its kernel running by default: stop it, so that
+    # finished kernels do not pile up in the test process and a timed-out one stops computing.
+    client.execute(cleanup_kc=True)
 
 
 def cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
@@ -95,6 +102,16 @@ def test_kernel_uses_the_test_interpreter_and_a_failing_check_fails_the_run(tmp_
         execute(notebook, tmp_path)
     printed = notebook.cells[0].outputs[0]["text"].strip()
     assert os.path.realpath(printed) == os.path.realpath(sys.executable)
+
+
+def test_a_notebook_over_its_time_limit_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "SECONDS_PER_NOTEBOOK", 3)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("import time\ntime.sleep(60)")]
+    started = time.monotonic()
+    with pytest.raises(nbclient.exceptions.CellTimeoutError):
+        execute(notebook, tmp_path)
+    assert time.monotonic() - started < 30
 
 
 def test_an_edit_to_one_file_of_a_pair_is_caught(tmp_path):
