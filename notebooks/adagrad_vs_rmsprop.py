@@ -51,7 +51,7 @@ def run(tx):
     def step(carry, gradient):
         params, state = carry
         updates, state = tx.update(gradient, state, params)
-        second_moment = state.inner[0]  # state of accumulate_squares / ema_of_squares
+        second_moment = state.inner[0].nu  # state of accumulate_squares / ema_of_squares
         return (aj.apply_updates(params, updates), state), (second_moment, updates)
 
     start = jnp.zeros(())

@@ -62,14 +62,8 @@ def projected_trajectory(tx):
 
 optimizers = {
     "Adam": aj.adam(rate, b1=0.0, b2=B2),
-    "AMSGrad (torch: max of v_t)": aj.amsgrad(rate, b1=0.0, b2=B2),
-    "AMSGrad (optax: max of v̂_t)": aj.chain(
-        aj.ema_moments(0.0, B2),
-        aj.debias(),
-        aj.amsgrad_max(),
-        aj.precondition(1e-8),
-        aj.scale_by_learning_rate(rate),
-    ),
+    "AMSGrad (torch: max of v_t)": aj.amsgrad(rate, b1=0.0, b2=B2, maximum_of="raw"),
+    "AMSGrad (default: max of v̂_t)": aj.amsgrad(rate, b1=0.0, b2=B2),
 }
 paths = {name: np.asarray(projected_trajectory(tx)) for name, tx in optimizers.items()}
 

@@ -52,7 +52,7 @@ def first_step(eps, param_dtype, nu_dtype=None):
     tx = aj.adam(RATE, eps=eps, nu_dtype=nu_dtype)
     params = jnp.ones(1, param_dtype)
     updates, state = tx.update(jnp.full(1, GRADIENT, param_dtype), tx.init(params), params)
-    return updates[0], state.inner[0].nu[0]
+    return updates[0], state.inner[1].nu[0]
 
 
 def sweep(param_dtype, nu_dtype=None):

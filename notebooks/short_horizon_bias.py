@@ -46,6 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import adaptive_jax as aj
+from adaptive_jax import extend
 
 jax.config.update("jax_enable_x64", True)  # float64, so that the checks below can be tight
 
@@ -114,9 +115,11 @@ print("greedy rates at steps 0, 10, 50, 99:", greedy_rates[np.array([0, 10, 50, 
 
 
 # %%
-@aj.pytree_dataclass
-class KnotSchedule:
-    logits: jax.Array  # at evenly spaced steps; rate = sigmoid(logit) / h_max
+class KnotSchedule(extend.Module):
+    # at evenly spaced steps
+    logits: jax.Array = extend.hyperparameter(domain=extend.REAL, scalar=False)
+
+    # rate = sigmoid(logit) / h_max
 
     def __call__(self, step):
         knots = jnp.linspace(0, STEPS - 1, self.logits.shape[0])
@@ -124,9 +127,8 @@ class KnotSchedule:
         return jax.nn.sigmoid(logit) / curvatures.max()
 
 
-@aj.pytree_dataclass
-class PerStepSchedule:
-    rates: jax.Array  # one rate per step (used to replay the greedy schedule)
+class PerStepSchedule(extend.Module):
+    rates: jax.Array = extend.child()  # one rate per step (used to replay the greedy schedule)
 
     def __call__(self, step):
         return self.rates[step]
@@ -143,7 +145,7 @@ result = aj.meta.meta_train(
     200,
     iterations_per_call=50,
 )
-schedule = result.meta_params.transforms[0].learning_rate
+schedule = aj.get_hyperparameter(result.meta_params, "learning_rate")
 full_horizon_rates = jax.vmap(schedule)(jnp.arange(STEPS))
 
 

@@ -34,8 +34,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 import adaptive_jax as aj
-from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
+from adaptive_jax.extend import Transform, static
 from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
 
 # The bounds stated in adaptive_jax/performance/native/codegen.py.
@@ -54,17 +53,15 @@ SIZES = (1, 7, 999)
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-310, 1e30, -1e-30, 3.0)
 
 
-@pytree_dataclass
 class Elementwise(Transform):
     """A user-written stateless transform: ``u = rule(g, count)``."""
 
-    rule: object
+    rule: object = static()
 
     def apply(self, updates, state, params, count):
         return jax.tree_util.tree_map(lambda g: self.rule(g, count), updates), state
 
 
-@pytree_dataclass
 class FlipCounter(Transform):
     """A user-written transform with integer state: halve updates whose sign flipped twice."""
 
@@ -170,7 +167,12 @@ def library_block(draw):
     if name == "lion":
         return aj.lion_momentum(b1=draw(decay), b2=draw(decay))
     if name == "radam":
-        return aj.scale_by_radam(b1=draw(decay), b2=draw(st.sampled_from([0.9, 0.999])))
+        return aj.chain(  # RAdam's direction
+            aj.ema_of_gradients(draw(decay)),
+            aj.ema_of_squares(draw(st.sampled_from([0.9, 0.999]))),
+            aj.debias(),
+            aj.rectified_precondition(),
+        )
     return aj.scale_by_adadelta(rho=draw(decay), eps=draw(st.sampled_from([1e-6, 1e-3])))
 
 

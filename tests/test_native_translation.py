@@ -14,8 +14,7 @@ import pytest
 from jax import lax
 
 import adaptive_jax as aj
-from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.pytree import pytree_dataclass
+from adaptive_jax.extend import Transform, static
 from adaptive_jax.performance.native import codegen, fused, fused_apply_step
 from adaptive_jax.performance.native.build import TARGET_NAME
 from adaptive_jax.performance.native.fused import MIN_SIZE
@@ -44,11 +43,10 @@ def no_translation_faults(caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
-@pytree_dataclass
 class Elementwise(Transform):
     """A user-written elementwise transform: ``u = rule(g, count)`` leaf by leaf."""
 
-    rule: object
+    rule: object = static()
 
     def apply(self, updates, state, params, count):
         return jax.tree_util.tree_map(lambda g: self.rule(g, count), updates), state

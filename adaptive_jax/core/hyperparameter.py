@@ -64,7 +64,8 @@ class Domain:
     ``schedule`` allows a function of the step; ``per_parameter`` allows a pytree
     prefix of the parameters; ``optional`` allows ``None`` (the block is off);
     ``representable`` rejects a positive value that rounds to 0 in float32, the
-    narrowest dtype the library computes in.
+    narrowest dtype the library computes in; ``scalar=False`` accepts an array of such
+    numbers (a learned schedule's knots), each checked.
     """
 
     description: str
@@ -76,6 +77,7 @@ class Domain:
     per_parameter: bool = False
     optional: bool = False
     representable: bool = False
+    scalar: bool = True
     reparameterization: Reparameterization = IDENTITY
 
     @property
@@ -140,6 +142,10 @@ class Domain:
             raise TypeError(
                 f"{name}={value!r} is invalid: expected a real number, got a complex one"
             )
+        if array.ndim and not self.scalar:
+            for number in np.ravel(array):
+                self._check_number(name, number)
+            return
         if array.ndim:
             hint = (
                 "; per-parameter values are a pytree shaped like the parameters "
