@@ -32,7 +32,14 @@ import adaptive_jax as aj
 
 LAYERS = (64, 320, 256, 10)
 BATCH = 32
-MODES = ("unroll", *aj.meta.MODES)
+HYPERGRADIENT_MODES = {
+    "reverse": aj.meta.Reverse(),
+    "reverse_step": aj.meta.Reverse(aj.meta.EveryStep()),
+    "reverse_sqrt": aj.meta.Reverse(aj.meta.SqrtBlocks()),
+    "reverse_recursive": aj.meta.Reverse(aj.meta.Bisection()),
+    "forward": aj.meta.Forward(),
+}
+MODES = ("unroll", *HYPERGRADIENT_MODES)
 RESULTS = Path(__file__).resolve().parent / "results" / "meta.json"
 
 
@@ -78,7 +85,7 @@ def program(mode, num_steps, params):
     )
     if mode == "unroll":
         return objective
-    return lambda tx: aj.meta.hypergradient(objective, tx, mode=mode)
+    return lambda tx: aj.meta.hypergradient(objective, tx, mode=HYPERGRADIENT_MODES[mode])
 
 
 def seconds(compiled, tx):

@@ -16,6 +16,13 @@ import pytest
 
 import adaptive_jax as aj
 
+MODES = {
+    "forward": aj.meta.Forward(),
+    "reverse": aj.meta.Reverse(),
+    "reverse_step": aj.meta.Reverse(aj.meta.EveryStep()),
+    "reverse_sqrt": aj.meta.Reverse(aj.meta.SqrtBlocks()),
+    "reverse_recursive": aj.meta.Reverse(aj.meta.Bisection()),
+}
 NUM_PARAMS = 4096
 CARRY_BYTES = 2 * NUM_PARAMS * 8  # params and momentum in float64
 
@@ -35,7 +42,7 @@ def temp_bytes(mode, num_steps):
         num_steps=num_steps,
     )
     compiled = (
-        jax.jit(lambda tx: aj.meta.hypergradient(objective, tx, mode=mode))
+        jax.jit(lambda tx: aj.meta.hypergradient(objective, tx, mode=MODES[mode]))
         .lower(aj.sgd(0.01, momentum=0.9))
         .compile()
     )

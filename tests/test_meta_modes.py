@@ -16,9 +16,25 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.meta import MODES, differentiable_leaves, unroll, unrolled_objective
+from adaptive_jax.meta import (
+    Bisection,
+    EveryStep,
+    Forward,
+    Reverse,
+    SqrtBlocks,
+    differentiable_leaves,
+    unroll,
+    unrolled_objective,
+)
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
+MODES = {
+    "reverse": Reverse(),
+    "reverse_step": Reverse(checkpointing=EveryStep()),
+    "reverse_sqrt": Reverse(checkpointing=SqrtBlocks()),
+    "reverse_recursive": Reverse(checkpointing=Bisection()),
+    "forward": Forward(),
+}
 NUM_STEPS = 4  # short: compile time, not the horizon, is what these tests pay for
 W0 = jnp.array([0.1, 0.0])
 
@@ -79,7 +95,7 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitter
 @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def all_mode_gradients_and_finite_differences(tx):
     """One compiled program per optimizer: every mode, and the finite differences."""
-    grads = {mode: aj.meta.hypergradient(OBJECTIVE, tx, mode=mode) for mode in MODES}
+    grads = {name: aj.meta.hypergradient(OBJECTIVE, tx, mode=mode) for name, mode in MODES.items()}
     return grads, finite_difference_gradient(tx)
 
 
@@ -125,9 +141,9 @@ def test_zero_gradient_coordinate_stays_put_and_unroll_matches_a_python_loop():
     assert int(run.opt_state.count) == NUM_STEPS
 
 
-@pytest.mark.parametrize("remat", ["step", "sqrt", "recursive"])
+@pytest.mark.parametrize("policy", [EveryStep(), SqrtBlocks(), Bisection()], ids=repr)
 @pytest.mark.parametrize("length", [13, 16])
-def test_checkpointed_scans_match_lax_scan_values_and_gradients(remat, length):
+def test_checkpointed_scans_match_lax_scan_values_and_gradients(policy, length):
     # 13 steps: uneven blocks and remainders; 16: exact powers and squares.
     xs = jnp.linspace(0.5, 1.5, 2 * length).reshape(length, 2)
 
@@ -141,7 +157,7 @@ def test_checkpointed_scans_match_lax_scan_values_and_gradients(remat, length):
 
     start, rate = jnp.array([0.3, -0.2]), jnp.asarray(0.7)
     grad = jax.jit(jax.grad(run, argnums=(0, 1), has_aux=True), static_argnums=2)
-    (d_start, d_rate), ys = grad(start, rate, remat)
+    (d_start, d_rate), ys = grad(start, rate, policy)
     (plain_d_start, plain_d_rate), plain_ys = grad(start, rate, None)
     np.testing.assert_array_equal(ys, plain_ys)
     np.testing.assert_allclose(d_start, plain_d_start, rtol=1e-12)
@@ -178,8 +194,37 @@ def test_array_data_indexed_by_step_and_length_checked():
         unroll(aj.sgd(0.5), W0, loss)
 
 
-def test_unknown_mode_and_remat_are_rejected():
-    with pytest.raises(ValueError, match="mode must be one of"):
-        aj.meta.hypergradient(OBJECTIVE, aj.sgd(0.1), mode="backward")
-    with pytest.raises(ValueError, match="remat must be one of"):
-        unroll(aj.sgd(0.1), W0, loss, num_steps=2, remat="binomial")
+def test_a_mode_or_policy_that_is_not_an_object_is_rejected():
+    with pytest.raises(TypeError, match="mode must be a Mode object"):
+        aj.meta.hypergradient(OBJECTIVE, aj.sgd(0.1), mode="reverse")
+    with pytest.raises(TypeError, match="checkpointing must be a Checkpointing policy"):
+        unroll(aj.sgd(0.1), W0, loss, num_steps=2, checkpointing="binomial")
+    with pytest.raises(TypeError, match="checkpointing must be a Checkpointing policy"):
+        Reverse(checkpointing="sqrt")
+
+
+@pytest.mark.parametrize("name", sorted(MODES))
+def test_a_meta_objective_that_is_not_a_scalar_is_rejected_in_every_mode(name):
+    def vector_objective(tx):
+        return jnp.stack([OBJECTIVE(tx)])  # shape (1,): not a scalar
+
+    with pytest.raises(TypeError, match=r"must return a scalar, got shape \(1,\)"):
+        aj.meta.hypergradient(vector_objective, aj.sgd(0.1), mode=MODES[name])
+
+
+def test_reverse_mode_checkpoints_every_unroll_inside_the_objective():
+    """The user's objective takes no checkpointing argument: the mode's policy reaches the
+    unroll inside it, so the backward pass stores less."""
+    size = 1024
+
+    def objective(tx):  # written by a user: no checkpointing argument anywhere
+        quadratic = lambda w: jnp.sum((w - 1.0) ** 2)  # noqa: E731
+        return quadratic(unroll(tx, jnp.zeros(size), quadratic, num_steps=64).params)
+
+    def temp_bytes(mode):
+        program = jax.jit(lambda t: aj.meta.hypergradient(objective, t, mode=mode))
+        return (
+            program.lower(aj.sgd(0.1, momentum=0.9)).compile().memory_analysis().temp_size_in_bytes
+        )
+
+    assert temp_bytes(MODES["reverse_sqrt"]) < 0.5 * temp_bytes(MODES["reverse"])

@@ -6,22 +6,28 @@ Rematerialisation (``jax.checkpoint``) trades memory for recomputation.  Every s
 below computes exactly the same numbers; they differ only in what the backward pass
 keeps and what it recomputes:
 
-================= ======================================= =====================================
-scheme            stored during the forward sweep         extra forward work in the backward
-================= ======================================= =====================================
-``None``          :math:`T` steps' residuals              none
-``"step"``        :math:`T` carries (params + opt state)  one pass (:math:`1\times`)
-``"sqrt"``        :math:`\approx\sqrt T` carries, then    one pass (:math:`1\times`)
-                  :math:`\approx\sqrt T` steps' residuals
-``"recursive"``   :math:`2\log_2 T` carries               about :math:`\log_2 T` passes
-================= ======================================= =====================================
+==================== ======================================= =====================================
+policy               stored during the forward sweep         extra forward work in the backward
+==================== ======================================= =====================================
+:class:`StoreAll`    :math:`T` steps' residuals              none
+:class:`EveryStep`   :math:`T` carries (params + opt state)  one pass (:math:`1\times`)
+:class:`SqrtBlocks`  :math:`\approx\sqrt T` carries, then    one pass (:math:`1\times`)
+                     :math:`\approx\sqrt T` steps' residuals
+:class:`Bisection`   :math:`2\log_2 T` carries               about :math:`\log_2 T` passes
+==================== ======================================= =====================================
 
-``"sqrt"`` is a two-level nested scan: :math:`\lfloor\sqrt T\rfloor` blocks whose
+A policy is an object with one method, ``scan(body, carry, xs, length)``; a new one
+is a new final subclass of :class:`Checkpointing`.  :class:`~adaptive_jax.meta.Reverse`
+takes one (``Reverse(checkpointing=SqrtBlocks())``) and every
+:func:`~adaptive_jax.meta.unroll` traced inside it uses it, so objectives do not take a
+checkpointing argument of their own.
+
+:class:`SqrtBlocks` is a two-level nested scan: :math:`\lfloor\sqrt T\rfloor` blocks whose
 bodies are checkpointed, so only block-boundary carries are stored and each block is
 re-run (storing its own residuals) when the backward sweep reaches it (Chen et al.,
 "Training Deep Nets with Sublinear Memory Cost", 2016).
 
-``"recursive"`` is bisection checkpointing, a simple variant of Griewank's binomial
+:class:`Bisection` is bisection checkpointing, a simple variant of Griewank's binomial
 scheme (Griewank, "Achieving logarithmic growth of temporal and spatial complexity in
 reverse automatic differentiation", 1992): the scan is split into two checkpointed
 halves, each half again into two, down to blocks of at most two steps.  The traced
@@ -35,48 +41,111 @@ of fewer steps than a block.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from adaptive_jax.core.module import Module
+
 Body = Callable[[Any, Any], tuple[Any, Any]]
 
-REMAT_SCHEMES = (None, "step", "sqrt", "recursive")
+
+class Checkpointing(Module, abstract=True):
+    """What the backward pass of a scan stores and what it recomputes (never the numbers)."""
+
+    def scan(self, body: Body, carry: Any, xs: Any, length: int) -> tuple[Any, Any]:
+        """``lax.scan(body, carry, xs, length=length)`` under this policy."""
+        raise NotImplementedError
+
+
+class StoreAll(Checkpointing):
+    """Plain ``lax.scan``: every step's residuals are kept (memory :math:`O(T)`, no recomputation)."""
+
+    def scan(self, body, carry, xs, length):
+        return lax.scan(body, carry, xs, length=length)
+
+
+class EveryStep(Checkpointing):
+    """Each step checkpointed: only the :math:`T` carries are kept; each step is re-run once."""
+
+    def scan(self, body, carry, xs, length):
+        return lax.scan(jax.checkpoint(body, prevent_cse=False), carry, xs, length=length)
+
+
+class SqrtBlocks(Checkpointing):
+    r""":math:`\lfloor\sqrt T\rfloor` checkpointed blocks: memory :math:`O(\sqrt T)` (Chen et al. 2016)."""
+
+    def scan(self, body, carry, xs, length):
+        return _nested_scan(body, carry, xs, length, _sqrt_blocks, depth=0)
+
+
+class Bisection(Checkpointing):
+    r"""Recursive halving: memory :math:`O(\log T)` carries, about :math:`\log_2 T` re-runs (Griewank 1992)."""
+
+    def scan(self, body, carry, xs, length):
+        return _nested_scan(body, carry, xs, length, _bisection_blocks, depth=0)
+
+
+_AMBIENT: contextvars.ContextVar[Checkpointing | None] = contextvars.ContextVar(
+    "adaptive_jax_checkpointing", default=None
+)
+
+
+@contextlib.contextmanager
+def checkpointing_for(policy: Checkpointing) -> Iterator[None]:
+    """Every scan traced inside uses ``policy`` unless it is given one explicitly.
+
+    Set by :class:`~adaptive_jax.meta.Reverse` while it traces an objective.  The policy
+    changes memory and time, never the numbers, so a compiled function that was traced
+    under another policy still returns the right values.
+    """
+    token = _AMBIENT.set(policy)
+    try:
+        yield
+    finally:
+        _AMBIENT.reset(token)
+
+
+def current_checkpointing(explicit: Checkpointing | None = None) -> Checkpointing:
+    """``explicit`` if given, else the policy of the enclosing :class:`~adaptive_jax.meta.Reverse`, else :class:`StoreAll`."""
+    if explicit is not None:
+        if not isinstance(explicit, Checkpointing):
+            raise TypeError(
+                f"checkpointing must be a Checkpointing policy (StoreAll(), EveryStep(), "
+                f"SqrtBlocks(), Bisection()), got {explicit!r}"
+            )
+        return explicit
+    return _AMBIENT.get() or StoreAll()
 
 
 def checkpointed_scan(
-    body: Body, carry: Any, xs: Any, length: int, scheme: str | None = None
+    body: Body, carry: Any, xs: Any, length: int, checkpointing: Checkpointing | None = None
 ) -> tuple[Any, Any]:
-    """``lax.scan(body, carry, xs, length=length)`` with the checkpointing ``scheme``.
+    """``lax.scan(body, carry, xs, length=length)`` under a checkpointing policy.
 
-    ``scheme`` is one of ``None``, ``"step"``, ``"sqrt"``, ``"recursive"`` (see the
-    module docstring).  Returns ``(final_carry, stacked_outputs)`` exactly as
-    ``lax.scan`` does.
+    ``checkpointing`` defaults to the enclosing :class:`~adaptive_jax.meta.Reverse`'s
+    policy (:func:`current_checkpointing`).  Returns ``(final_carry, stacked_outputs)``
+    exactly as ``lax.scan`` does.
 
     Example:
         >>> import jax, jax.numpy as jnp
+        >>> from adaptive_jax.meta import SqrtBlocks, checkpointed_scan
         >>> body = lambda c, x: (c * x, c)
         >>> xs = jnp.linspace(0.5, 1.5, 10)
         >>> plain = jax.grad(lambda c: checkpointed_scan(body, c, xs, 10)[0])(2.0)
-        >>> nested = jax.grad(lambda c: checkpointed_scan(body, c, xs, 10, "sqrt")[0])(2.0)
+        >>> nested = jax.grad(lambda c: checkpointed_scan(body, c, xs, 10, SqrtBlocks())[0])(2.0)
         >>> bool(jnp.allclose(plain, nested))
         True
     """
-    if scheme not in REMAT_SCHEMES:
-        raise ValueError(f"remat must be one of {REMAT_SCHEMES}, got {scheme!r}")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
-    if scheme is None:
-        return lax.scan(body, carry, xs, length=length)
-    if scheme == "step":
-        return lax.scan(jax.checkpoint(body, prevent_cse=False), carry, xs, length=length)
-    if scheme == "sqrt":
-        return _nested_scan(body, carry, xs, length, _sqrt_blocks, depth=0)
-    return _nested_scan(body, carry, xs, length, _bisection_blocks, depth=0)
+    return current_checkpointing(checkpointing).scan(body, carry, xs, length)
 
 
 def _sqrt_blocks(length: int, depth: int) -> int | None:

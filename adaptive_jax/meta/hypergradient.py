@@ -1,27 +1,12 @@
-r"""Hypergradients :math:`\partial F(\lambda) / \partial \lambda` of a meta-objective, in every mode.
+r"""Hypergradients :math:`\partial F(\lambda) / \partial \lambda` of a meta-objective.
 
 A *meta-objective* :math:`F` maps a transformation ``tx`` (whose numeric
 hyperparameters :math:`\lambda` are pytree leaves) to a scalar, typically a loss after
 unrolled training (:func:`adaptive_jax.meta.unroll`).  :func:`hypergradient` returns
 :math:`\partial F / \partial \lambda` as a pytree shaped like ``tx``; the ``mode``
-argument picks how it is computed, never what:
-
-``"reverse"``
-    ``jax.grad``: one forward and one backward sweep, memory :math:`O(T)`.
-``"reverse_step"``, ``"reverse_sqrt"``, ``"reverse_recursive"``
-    reverse mode with the unroll checkpointed per step, in :math:`\sqrt T` nested
-    blocks, or by recursive bisection (memory :math:`O(T)` carries only,
-    :math:`O(\sqrt T)`, :math:`O(\log T)`; see :mod:`adaptive_jax.meta.checkpointing`).
-    The objective must accept the keyword ``remat`` and pass it on to ``unroll``, as
-    the objectives built by :func:`unrolled_objective` do.
-``"forward"``
-    forward mode: one ``jax.jvp`` per hyperparameter, all :math:`k` of them batched
-    with ``vmap`` through a single sweep.  Memory does not depend on :math:`T`; the
-    cost is one forward pass plus one to two per hyperparameter (forward-mode
-    hypergradients: Franceschi et al., "Forward and Reverse Gradient-Based
-    Hyperparameter Optimization", ICML 2017; Micaelli & Storkey, "Gradient-based
-    Hyperparameter Optimization Over Long Horizons", NeurIPS 2021).  The right choice for a handful
-    of hyperparameters over a long horizon.
+(:mod:`adaptive_jax.meta.modes`: :class:`~adaptive_jax.meta.Reverse` with a
+checkpointing policy, or :class:`~adaptive_jax.meta.Forward`) picks how it is
+computed, never what.
 
 Only real floating-point leaves (and Python numbers) are differentiated; integer and
 boolean leaves get ``float0`` zeros, as ``jax.grad(..., allow_int=True)`` gives them.
@@ -37,16 +22,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax.core.protocol import PyTree
+from adaptive_jax.meta.modes import Mode, Reverse, as_mode
 from adaptive_jax.meta.unroll import Unrolled, unroll
-
-MODES = ("reverse", "reverse_step", "reverse_sqrt", "reverse_recursive", "forward")
-_REMAT_OF_MODE = {"reverse_step": "step", "reverse_sqrt": "sqrt", "reverse_recursive": "recursive"}
 
 
 def hypergradient(
-    meta_objective: Callable[..., jax.Array], tx: Any, *, mode: str = "reverse"
+    meta_objective: Callable[[Any], jax.Array], tx: Any, *, mode: Mode | None = None
 ) -> Any:
     r""":math:`\partial F(\mathrm{tx}) / \partial \mathrm{tx}`, shaped like ``tx``.
+
+    Args:
+        meta_objective: ``tx -> scalar``, differentiable (e.g. built with
+            :func:`unrolled_objective`).
+        tx: the transformation (or any pytree) to differentiate at.
+        mode: a :class:`~adaptive_jax.meta.Mode`; default ``Reverse()``.
+
+    Returns:
+        A pytree shaped like ``tx``: the derivative for each differentiable leaf,
+        ``float0`` zeros for integer and boolean leaves.
+
+    Raises:
+        TypeError: ``mode`` is not a Mode, or the objective does not return a scalar.
 
     Example:
         >>> import jax.numpy as jnp
@@ -54,36 +50,31 @@ def hypergradient(
         >>> loss = lambda w: jnp.sum((w - 1.0) ** 2)
         >>> objective = aj.meta.unrolled_objective(
         ...     jnp.zeros(2), loss, lambda run: loss(run.params), num_steps=3)
-        >>> grads = [aj.meta.hypergradient(objective, aj.sgd(0.25), mode=m)
-        ...          for m in ("reverse", "reverse_sqrt", "forward")]
-        >>> [g.transforms[0].learning_rate.item() for g in grads]  # -24 (1 - 2 alpha)^5
+        >>> modes = [aj.meta.Reverse(), aj.meta.Reverse(aj.meta.SqrtBlocks()), aj.meta.Forward()]
+        >>> grads = [aj.meta.hypergradient(objective, aj.sgd(0.25), mode=m) for m in modes]
+        >>> [float(aj.get_hyperparameter(g, "learning_rate")) for g in grads]  # -24 (1 - 2 alpha)^5
         [-0.75, -0.75, -0.75]
     """
     return value_and_hypergradient(meta_objective, tx, mode=mode)[1]
 
 
 def value_and_hypergradient(
-    meta_objective: Callable[..., jax.Array], tx: Any, *, mode: str = "reverse"
+    meta_objective: Callable[[Any], jax.Array], tx: Any, *, mode: Mode | None = None
 ) -> tuple[jax.Array, Any]:
     """``(meta_objective(tx), hypergradient(meta_objective, tx, mode=mode))`` in one sweep."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode in _REMAT_OF_MODE:
-        remat = _REMAT_OF_MODE[mode]
-
-        def objective(tree):
-            return meta_objective(tree, remat=remat)
-    else:
-        objective = meta_objective
+    mode = Reverse() if mode is None else as_mode(mode)
     leaves, rebuild = differentiable_leaves(tx)
 
     def of_leaves(values):
-        return objective(rebuild(values))
+        value = meta_objective(rebuild(values))
+        if jnp.shape(value) != ():
+            raise TypeError(
+                f"the meta-objective must return a scalar, got shape {jnp.shape(value)}; "
+                "reduce it (e.g. jnp.mean) or take a hypergradient per output"
+            )
+        return value
 
-    if mode == "forward":
-        value, grads = _forward_gradient(of_leaves, leaves)
-    else:
-        value, grads = jax.value_and_grad(of_leaves)(leaves)
+    value, grads = mode.value_and_grad(of_leaves, leaves)
     return value, rebuild(grads, fill=_float0_zeros)
 
 
@@ -94,18 +85,17 @@ def unrolled_objective(
     data: Any = None,
     *,
     num_steps: int | None = None,
-) -> Callable[..., jax.Array]:
+) -> Callable[[Any], jax.Array]:
     """The meta-objective ``tx -> meta_loss(unroll(tx, params, loss_fn, data))``.
 
-    The returned function takes ``(tx, remat=None)``, so every :data:`MODES` entry
-    applies to it.  ``meta_loss`` receives the :class:`~adaptive_jax.meta.unroll.Unrolled`
-    run, e.g. ``lambda run: validation_loss(run.params)`` or
-    ``lambda run: run.losses.mean()``.
+    ``meta_loss`` receives the :class:`~adaptive_jax.meta.unroll.Unrolled` run, e.g.
+    ``lambda run: validation_loss(run.params)`` or ``lambda run: run.losses.mean()``.
+    Every mode applies to it; under ``Reverse(checkpointing=...)`` the unroll uses that
+    policy.
     """
 
-    def objective(tx: Any, remat: str | None = None) -> jax.Array:
-        run = unroll(tx, params, loss_fn, data, num_steps=num_steps, remat=remat)
-        return meta_loss(run)
+    def objective(tx: Any) -> jax.Array:
+        return meta_loss(unroll(tx, params, loss_fn, data, num_steps=num_steps))
 
     return objective
 
@@ -149,30 +139,3 @@ def _as_float_array(leaf: Any) -> jax.Array:
 
 def _float0_zeros(leaf: Any) -> np.ndarray:
     return np.zeros(np.shape(leaf), dtype=jax.dtypes.float0)
-
-
-def _forward_gradient(
-    f: Callable[[list[jax.Array]], jax.Array], leaves: list[jax.Array]
-) -> tuple[jax.Array, list[jax.Array]]:
-    """Value and gradient of scalar ``f`` by ``vmap`` over one ``jvp`` per input coordinate.
-
-    The primal computation does not depend on the tangent, so ``vmap`` runs it once
-    and only the :math:`k` tangent streams are batched.
-    """
-    sizes = [int(np.size(x)) for x in leaves]
-    basis = jnp.eye(sum(sizes), dtype=jnp.result_type(float))
-    offsets = np.cumsum([0] + sizes)
-
-    def directional_derivative(direction):
-        tangents = [
-            direction[start:stop].reshape(jnp.shape(x)).astype(jnp.result_type(x))
-            for x, start, stop in zip(leaves, offsets[:-1], offsets[1:])
-        ]
-        return jax.jvp(f, (leaves,), (tangents,))
-
-    value, derivatives = jax.vmap(directional_derivative, out_axes=(None, 0))(basis)
-    grads = [
-        derivatives[start:stop].reshape(jnp.shape(x)).astype(jnp.result_type(x))
-        for x, start, stop in zip(leaves, offsets[:-1], offsets[1:])
-    ]
-    return value, grads

@@ -37,8 +37,9 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax.core.hyperparameter import POSITIVE
-from adaptive_jax.core.module import Module, child, hyperparameter, static
+from adaptive_jax.core.module import child, hyperparameter, static
 from adaptive_jax.core.protocol import PyTree
+from adaptive_jax.meta.estimator import Estimator
 from adaptive_jax.meta.truncated import InnerRun, WindowState
 from adaptive_jax.meta.unroll import Unrolled
 
@@ -82,7 +83,7 @@ def antithetic_perturbations(
     return jax.tree_util.tree_unflatten(treedef, [draw(k, x) for k, x in zip(keys, leaves)])
 
 
-class PersistentES(Module):
+class PersistentES(Estimator):
     r"""Meta-gradient estimator: PES over windows of an :class:`~adaptive_jax.meta.truncated.InnerRun`.
 
     ``init(meta_params, key) -> state`` starts :math:`N` particles; ``estimate(meta_params,

@@ -20,6 +20,7 @@ from jax import lax
 
 from adaptive_jax.core.protocol import apply_updates
 from adaptive_jax.meta.hypergradient import differentiable_leaves, value_and_hypergradient
+from adaptive_jax.meta.modes import Mode
 from adaptive_jax.meta.reparam import Reparameterization, from_unconstrained, to_unconstrained
 
 
@@ -88,8 +89,8 @@ def meta_train_population(
     outer_tx: Any,
     num_meta_steps: int,
     *,
-    mode: str = "reverse",
-    rules: Mapping[str, Reparameterization] | None = None,
+    mode: Mode | None = None,
+    overrides: Mapping[str, Reparameterization] | None = None,
     reparameterize: bool = True,
 ) -> PopulationTraining:
     r"""Meta-train every member of ``population`` by ``num_meta_steps`` hypergradient steps.
@@ -99,21 +100,21 @@ def meta_train_population(
     .. math:: z \leftarrow z + \mathrm{outer\_tx}\big(\nabla_z F(c(z))\big),
 
     where :math:`z` are the member's unconstrained hyperparameters
-    (:func:`~adaptive_jax.meta.to_unconstrained` with ``rules``; the identity when
-    ``reparameterize=False``) and :math:`F` is ``meta_objective``.  ``mode`` is any
-    :data:`~adaptive_jax.meta.MODES` entry.  All members run as one vmapped program;
-    wrap the call in ``jax.jit`` to compile it once.
+    (:func:`~adaptive_jax.meta.to_unconstrained` with ``overrides``; the identity when
+    ``reparameterize=False``) and :math:`F` is ``meta_objective``, differentiated in
+    ``mode`` (a :class:`~adaptive_jax.meta.Mode`, default ``Reverse()``).  All members
+    run as one vmapped program; wrap the call in ``jax.jit`` to compile it once.
     """
 
     def decode(z):
-        return from_unconstrained(z, rules) if reparameterize else z
+        return from_unconstrained(z, overrides) if reparameterize else z
 
     def train_member(tx):
-        z = to_unconstrained(tx, rules) if reparameterize else tx
+        z = to_unconstrained(tx, overrides) if reparameterize else tx
         leaves, rebuild = differentiable_leaves(z)
 
-        def objective_of_leaves(values, **kwargs):
-            return meta_objective(decode(rebuild(values)), **kwargs)
+        def objective_of_leaves(values):
+            return meta_objective(decode(rebuild(values)))
 
         def meta_step(carry, _):
             values, outer_state = carry

@@ -8,10 +8,9 @@ Each iteration asks a meta-gradient estimator for :math:`(L(\phi_k), \hat g_k)`,
    (u_k, s_k) = \mathrm{outer.update}(\hat g_k, s_{k-1}, \phi_k), \qquad \phi_{k+1} = \phi_k + u_k .
 
 The estimator is either a plain differentiable function ``meta_params -> meta-loss`` (its exact
-gradient is taken by :func:`~adaptive_jax.meta.hypergradient.value_and_hypergradient` in the
-chosen ``mode``, e.g. through a full unroll) or an object with ``init(meta_params, key)`` and ``estimate(meta_params, state) -> (loss, grads,
-state)``: :class:`~adaptive_jax.meta.truncated.TruncatedBackprop`,
-:class:`~adaptive_jax.meta.pes.PersistentES`, or your own.
+gradient is taken in the chosen :class:`~adaptive_jax.meta.Mode`, e.g. through a full unroll) or
+an :class:`~adaptive_jax.meta.Estimator`: :class:`~adaptive_jax.meta.TruncatedBackprop`,
+:class:`~adaptive_jax.meta.PersistentES`, or your own.
 
 Long unrolls at large learning rates make the meta-loss surface chaotic: its gradient norm grows
 exponentially with the horizon and gradient descent on it stalls (Metz et al., "Understanding
@@ -34,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax.core.combine import as_transform
-from adaptive_jax.core.module import Module, child, static
 from adaptive_jax.core.numerics import global_norm
 from adaptive_jax.core.protocol import PyTree, apply_updates
-from adaptive_jax.meta.hypergradient import value_and_hypergradient
+from adaptive_jax.meta.estimator import as_estimator
+from adaptive_jax.meta.modes import Mode
 from adaptive_jax.transforms.clipping import clip_by_global_norm
 
 
@@ -65,38 +64,6 @@ class MetaTrainResult(NamedTuple):
     outer_state: PyTree
     estimator_state: PyTree
     history: MetaHistory
-
-
-class ExactMetaGradient(Module):
-    """Estimator wrapping a differentiable ``meta_loss(meta_params) -> scalar`` (stateless).
-
-    ``mode`` is one of :data:`adaptive_jax.meta.hypergradient.MODES` (see
-    :func:`~adaptive_jax.meta.hypergradient.hypergradient`).
-    """
-
-    meta_loss: Callable[..., jax.Array] = child()
-    mode: str = static(default="reverse")
-
-    def init(self, meta_params: PyTree, key: jax.Array | None = None) -> None:
-        del meta_params, key
-
-    def estimate(self, meta_params: PyTree, state: None) -> tuple[jax.Array, PyTree, None]:
-        value, grads = value_and_hypergradient(self.meta_loss, meta_params, mode=self.mode)
-        return value, grads, state
-
-
-def as_estimator(objective: Any, mode: str = "reverse") -> Any:
-    """``objective`` if it has ``init``/``estimate``; a function becomes :class:`ExactMetaGradient`."""
-    if hasattr(objective, "init") and hasattr(objective, "estimate"):
-        if mode != "reverse":
-            raise ValueError(f"mode={mode!r} applies to a meta-loss function, not to an estimator")
-        return objective
-    if callable(objective):
-        return ExactMetaGradient(objective, mode)  # pyright: ignore[reportArgumentType]
-    raise TypeError(
-        "meta_train needs a meta-loss function or an estimator with init/estimate, "
-        f"got {objective!r}"
-    )
 
 
 def _as_float_arrays(tree: PyTree) -> PyTree:
@@ -202,7 +169,7 @@ def meta_train(
     outer_optimizer: Any,
     num_iterations: int,
     *,
-    mode: str = "reverse",
+    mode: Mode | None = None,
     key: jax.Array | None = None,
     estimator_state: PyTree = None,
     clip_norm: float | None = None,
@@ -222,10 +189,10 @@ def meta_train(
         outer_optimizer: an adaptive_jax transformation, e.g. ``aj.adam(1e-2)`` (an optax one
             is wrapped).
         num_iterations: number of outer steps.
-        mode: how the gradient of a meta-loss function is computed, one of
-            :data:`~adaptive_jax.meta.hypergradient.MODES` (forward mode for a few
-            hyperparameters over long unrolls; the ``reverse_*`` checkpointed modes need an
-            objective taking ``remat``).
+        mode: how the gradient of a meta-loss function is computed: a
+            :class:`~adaptive_jax.meta.Mode` (default ``Reverse()``; ``Forward()`` for a
+            few hyperparameters over long unrolls; ``Reverse(checkpointing=SqrtBlocks())``
+            to store less).
         key: PRNG key for stochastic estimators (PES); default ``PRNGKey(0)``.
         estimator_state: resume from this estimator state instead of ``init``.
         clip_norm: if given, rescale each meta-gradient to global norm at most ``clip_norm``.

@@ -36,6 +36,9 @@ import jax.numpy as jnp
 from adaptive_jax.core.module import Module, child, static
 from adaptive_jax.core.numerics import COUNT_DTYPE
 from adaptive_jax.core.protocol import PyTree
+from adaptive_jax.meta.estimator import Estimator
+from adaptive_jax.meta.hypergradient import differentiable_leaves
+from adaptive_jax.meta.modes import Mode, Reverse, as_mode
 from adaptive_jax.meta.unroll import Unrolled, unroll
 
 
@@ -75,7 +78,6 @@ class InnerRun(Module):
     horizon: int | None = static(default=None)
     objective: Callable[[Unrolled], jax.Array] | None = child(default=None)
     to_transform: Callable[[PyTree], Any] | None = child(default=None)
-    remat: str | None = static(default=None)
 
     def __check_init__(self):
         if self.window < 1:
@@ -133,7 +135,6 @@ class InnerRun(Module):
             self._window_data(state.step),
             num_steps=self.window,
             opt_state=state.opt_state,
-            remat=self.remat,
         )
         objective = mean_training_loss if self.objective is None else self.objective
         return objective(result), WindowState(
@@ -154,15 +155,17 @@ def _array_leaves(data: Any) -> list[Any]:
     return jax.tree_util.tree_leaves(data)
 
 
-class TruncatedBackprop(Module):
+class TruncatedBackprop(Estimator):
     r"""Meta-gradient estimator: exact gradient of each window's objective, start held fixed.
 
     ``init(meta_params, key) -> state`` starts the run; ``estimate(meta_params, state) ->
-    (objective, meta_gradient, state)`` advances one window.  Build with
-    :func:`truncated_backprop`.
+    (objective, meta_gradient, state)`` advances one window, differentiating it in
+    ``mode`` (``Reverse()`` by default; ``Reverse(checkpointing=...)`` for long windows,
+    ``Forward()`` for a few hyperparameters).  Build with :func:`truncated_backprop`.
     """
 
     run: InnerRun = child()
+    mode: Mode = child(default=Reverse(), converter=as_mode)
 
     def init(self, meta_params: PyTree, key: jax.Array | None = None) -> WindowState:
         del key  # deterministic
@@ -172,12 +175,13 @@ class TruncatedBackprop(Module):
         self, meta_params: PyTree, state: WindowState
     ) -> tuple[jax.Array, PyTree, WindowState]:
         start = jax.lax.stop_gradient(state)
+        leaves, rebuild = differentiable_leaves(meta_params)
 
-        def window_objective(meta):
-            return self.run.run_window(self.run.transform(meta), start)
+        def window_objective(values):
+            return self.run.run_window(self.run.transform(rebuild(values)), start)
 
-        (value, state), grads = jax.value_and_grad(window_objective, has_aux=True)(meta_params)
-        return value, grads, state
+        (value, state), grads = self.mode.value_and_grad(window_objective, leaves, has_aux=True)
+        return value, rebuild(grads, fill=jax.numpy.zeros_like), state
 
 
 def truncated_backprop(
@@ -189,11 +193,12 @@ def truncated_backprop(
     horizon: int | None = None,
     objective: Callable[[Unrolled], jax.Array] | None = None,
     to_transform: Callable[[PyTree], Any] | None = None,
-    remat: str | None = None,
+    mode: Mode | None = None,
 ) -> TruncatedBackprop:
     r"""K-step truncated backpropagation through a ``horizon``-step run (see the module docstring).
 
-    The arguments describe an :class:`InnerRun`; ``window`` is :math:`K`.
+    The arguments describe an :class:`InnerRun`; ``window`` is :math:`K`; ``mode`` (a
+    :class:`~adaptive_jax.meta.Mode`, default ``Reverse()``) differentiates each window.
 
     Example:
         >>> import jax.numpy as jnp
@@ -205,9 +210,10 @@ def truncated_backprop(
         >>> state = estimator.init(tx)
         >>> value, grads, state = estimator.estimate(tx, state)
         >>> # window objective = loss before the step = 2; it does not depend on the rate
-        >>> float(value), float(grads.transforms[0].learning_rate), int(state.step)
+        >>> float(value), float(aj.get_hyperparameter(grads, "learning_rate")), int(state.step)
         (2.0, 0.0, 1)
     """
     return TruncatedBackprop(
-        InnerRun(loss_fn, init_params, data, window, horizon, objective, to_transform, remat)
+        InnerRun(loss_fn, init_params, data, window, horizon, objective, to_transform),
+        Reverse() if mode is None else mode,
     )

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from adaptive_jax.core.numerics import COUNT_DTYPE
 from adaptive_jax.core.protocol import PyTree, StepState, apply_updates
-from adaptive_jax.meta.checkpointing import checkpointed_scan
+from adaptive_jax.meta.checkpointing import Checkpointing, checkpointed_scan
 
 
 class Unrolled(NamedTuple):
@@ -48,7 +48,7 @@ def unroll(
     *,
     num_steps: int | None = None,
     opt_state: PyTree | None = None,
-    remat: str | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> Unrolled:
     r"""Run ``num_steps`` steps of ``tx`` on ``loss_fn`` with ``lax.scan``.
 
@@ -71,9 +71,9 @@ def unroll(
         num_steps: :math:`T`; taken from the leading axis of ``data`` when it holds
             arrays (and then must agree with it).
         opt_state: the state to start from (default ``tx.init(params)``).
-        remat: reverse-mode checkpointing, ``None``, ``"step"``, ``"sqrt"`` or
-            ``"recursive"`` (see :mod:`adaptive_jax.meta.checkpointing`).  Changes
-            memory and time, never the numbers.
+        checkpointing: what reverse mode stores (:mod:`adaptive_jax.meta.checkpointing`);
+            default: the policy of the enclosing :class:`~adaptive_jax.meta.Reverse`
+            mode, else everything.  Changes memory and time, never the numbers.
 
     Returns:
         :class:`Unrolled` ``(params, opt_state, losses)``.
@@ -87,7 +87,7 @@ def unroll(
         [0.875, 0.875]
         >>> final_loss = lambda tx: loss(aj.meta.unroll(tx, jnp.zeros(2), loss, num_steps=3).params)
         >>> # d/d alpha of 2 (1 - 2 alpha)^6 at alpha = 1/4 is -24 (1/2)^5
-        >>> jax.grad(final_loss)(aj.sgd(0.25)).transforms[0].learning_rate.item()
+        >>> float(aj.get_hyperparameter(jax.grad(final_loss)(aj.sgd(0.25)), "learning_rate"))
         -0.75
     """
     num_steps = _resolve_num_steps(data, num_steps)
@@ -113,7 +113,7 @@ def unroll(
         return (apply_updates(params, updates), state), loss
 
     (params, opt_state), losses = checkpointed_scan(
-        one_step, (params, opt_state), indices, num_steps, remat
+        one_step, (params, opt_state), indices, num_steps, checkpointing
     )
     return Unrolled(params, opt_state, losses)
 
