@@ -3,7 +3,9 @@
     python examples/quickstart.py
 
 Prints one row per optimizer (final training loss, test loss, test accuracy) and
-saves the training-loss curves to ``examples/out/quickstart_loss.png``.
+saves two panels to ``examples/out/quickstart_loss.png``: the training loss and the
+test accuracy after every epoch, one line style and marker per optimizer (Adam, AdamW
+and AMSGrad follow nearly the same path here, so colour alone would hide some).
 
 Three things to notice:
 
@@ -83,18 +85,52 @@ def evaluate(params, x, y):
 
 
 def train(name, tx, params, data, progress):
-    """Train for ``EPOCHS`` epochs; return the final weights and the loss after each epoch."""
-    x_train, y_train, _, _ = data
+    """Train for ``EPOCHS`` epochs; return the final weights, and the training loss and
+    test accuracy after each epoch."""
+    x_train, y_train, x_test, y_test = data
     rng = np.random.default_rng(0)  # the same minibatches for every optimizer
     state = tx.init(params)
-    curve = [float(evaluate(params, x_train, y_train)[0])]
+    losses = [float(evaluate(params, x_train, y_train)[0])]
+    accuracies = [float(evaluate(params, x_test, y_test)[1])]
     for _ in range(EPOCHS):
         batches = np.stack(list(minibatches(len(y_train), BATCH_SIZE, rng)))
         params, state = train_epoch(tx, params, state, x_train[batches], y_train[batches])
-        curve.append(float(evaluate(params, x_train, y_train)[0]))
-        progress.set_postfix(optimizer=name, loss=f"{curve[-1]:.3f}")
+        losses.append(float(evaluate(params, x_train, y_train)[0]))
+        accuracies.append(float(evaluate(params, x_test, y_test)[1]))
+        progress.set_postfix(optimizer=name, loss=f"{losses[-1]:.3f}")
         progress.update()
-    return params, curve
+    return params, losses, accuracies
+
+
+STYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*", "P"]
+
+
+def plot(curves, accuracies, path):
+    """Training loss and test accuracy per epoch; a distinct line style and marker each."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for index, name in enumerate(curves):
+        style = dict(
+            linestyle=STYLES[index % len(STYLES)],
+            marker=MARKERS[index % len(MARKERS)],
+            markevery=(index % 5, 5),
+            markersize=4,
+            color=plt.get_cmap("tab10")(index % 10),
+            label=name,
+        )
+        left.semilogy(range(len(curves[name])), curves[name], **style)
+        right.plot(range(len(accuracies[name])), accuracies[name], **style)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training cross-entropy")
+    left.set_title("Training loss")
+    right.set_xlabel("epoch")
+    right.set_ylabel("test accuracy")
+    right.set_ylim(0.8, 1.0)
+    right.set_title("Test accuracy")
+    right.legend(fontsize=8, loc="lower right")
+    figure.suptitle("MLP 64-64-10 on scikit-learn digits")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def main():
@@ -104,10 +140,10 @@ def main():
     steps_per_epoch = len(y_train) // BATCH_SIZE
     optimizers = make_optimizers(EPOCHS * steps_per_epoch)
 
-    rows, curves = [], {}
+    rows, curves, accuracies = [], {}, {}
     with tqdm(total=EPOCHS * len(optimizers), desc="training", unit="epoch") as progress:
         for name, tx in optimizers.items():
-            params, curves[name] = train(name, tx, initial, data, progress)
+            params, curves[name], accuracies[name] = train(name, tx, initial, data, progress)
             test_loss, test_accuracy = evaluate(params, x_test, y_test)
             rows.append([name, curves[name][-1], float(test_loss), float(test_accuracy)])
 
@@ -117,16 +153,8 @@ def main():
     )
     print_table(["optimizer", "train loss", "test loss", "test accuracy"], rows)
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, curve in curves.items():
-        axes.semilogy(range(len(curve)), curve, label=name)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("training cross-entropy")
-    axes.set_title("Small MLP on scikit-learn digits")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
     path = output_path("quickstart_loss.png")
-    figure.savefig(path, dpi=120)
+    plot(curves, accuracies, path)
     print(f"\nsaved {path}")
 
 

@@ -871,7 +871,89 @@ BAD_INPUTS = [
         "saturates at 2³¹-1 instead of wrapping to a negative step",
         lambda count: int(count) == np.iinfo(np.int32).max,
     ),
+    # the donating step helpers
+    BadInput(
+        "step helper",
+        "parameters used again after `update_step` consumed them",
+        lambda: reuse_after_update_step(),
+        RuntimeError,
+        "update_step: params['w'] has been deleted; update_step donates (consumes) params",
+    ),
+    BadInput(
+        "step helper",
+        "not a transformation: `update_step(0.1, params, state, grads)`",
+        lambda: aj.update_step(0.1, *fresh_step_arguments()),
+        TypeError,
+        "update_step: tx must be a gradient transformation",
+    ),
+    BadInput(
+        "step helper",
+        "an uncalled factory: `update_step(aj.adam, ...)`",
+        lambda: aj.update_step(aj.adam, *fresh_step_arguments()),
+        TypeError,
+        "call it to build the transformation, e.g. aj.adam(1e-3)",
+    ),
+    BadInput(
+        "step helper",
+        "tied weights (one array twice in the parameters)",
+        lambda: tied_weights_step(),
+        None,
+        "the repeated array is copied for the call: the numbers of `tx.update`",
+        lambda out: bool(np.allclose(out[0], out[1])),
+    ),
+    BadInput(
+        "step helper",
+        "`apply_if_finite(adam())` through `update_step` from a fresh `init`",
+        lambda: step_from_fresh_init(aj.apply_if_finite(aj.adam(0.1))),
+        None,
+        "runs (its state holds no array twice)",
+        lambda out: finite(out[0]),
+    ),
+    BadInput(
+        "step helper",
+        "a NumPy hyperparameter changed in place between calls",
+        lambda: numpy_hyperparameter_changed_in_place(),
+        None,
+        "read at every call, as `tx.update` reads it",
+        lambda out: bool(np.allclose(out, [-0.1, -0.2])),
+    ),
 ]
+
+
+def fresh_step_arguments():
+    params = {"w": jnp.array([1.0, -2.0, 0.5])}
+    tx = aj.sgd(0.1)
+    return params, tx.init(params), {"w": jnp.array([0.5, 1.0, -1.5])}
+
+
+def step_from_fresh_init(tx):
+    params, _, grads = fresh_step_arguments()
+    return aj.update_step(tx, params, tx.init(params), grads)
+
+
+def reuse_after_update_step():
+    params, state, grads = fresh_step_arguments()
+    aj.update_step(aj.sgd(0.1), params, state, grads)
+    return aj.update_step(aj.sgd(0.1), params, state, grads)  # params were consumed
+
+
+def tied_weights_step():
+    shared = jnp.array([1.0, -2.0, 0.5])
+    params = {"encoder": shared, "decoder": shared}
+    tx = aj.adam(0.1)
+    grads = {"encoder": jnp.ones(3), "decoder": jnp.ones(3)}
+    new, _ = aj.update_step(tx, params, tx.init(params), grads)
+    return new["encoder"], new["decoder"]
+
+
+def numpy_hyperparameter_changed_in_place():
+    rate = np.array(0.1)
+    tx = aj.sgd(rate)
+    params = jnp.zeros(2)
+    before, state = aj.update_step(tx, params, tx.init(params), jnp.ones(2))
+    rate[...] = 0.2
+    after, _ = aj.update_step(tx, jnp.zeros(2), state, jnp.ones(2))
+    return [float(before[0]), float(after[0])]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=[c.tried for c in BAD_INPUTS])
