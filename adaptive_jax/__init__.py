@@ -1,12 +1,15 @@
 """adaptive_jax: adaptive optimizers as pure, composable, differentiable gradient transformations.
 
-This module only re-exports; each name lives in the module that defines it.
+This module only re-exports; each name lives in the module of ``adaptive_jax._src`` that
+defines it.  The public namespaces are this one, :mod:`adaptive_jax.meta`,
+:mod:`adaptive_jax.schedules`, :mod:`adaptive_jax.performance`,
+:mod:`adaptive_jax.sharding` and :mod:`adaptive_jax.extend` (for writing blocks).
 """
 
-from adaptive_jax import meta, performance, schedules, sharding
-from adaptive_jax.core.combine import Chain, OptaxAdapter, aliased_chain, chain
-from adaptive_jax.core.hyperparameter import Domain, ScalarOrSchedule
-from adaptive_jax.core.inspect import (
+from adaptive_jax import extend, meta, performance, schedules, sharding
+from adaptive_jax._src.core.combine import chain
+from adaptive_jax._src.core.hyperparameter import ScalarOrSchedule
+from adaptive_jax._src.core.inspect import (
     HyperparameterLookupError,
     current_learning_rate,
     get_hyperparameter,
@@ -14,12 +17,11 @@ from adaptive_jax.core.inspect import (
     set_hyperparameter,
     step_count,
 )
-from adaptive_jax.core.moments import Moments
-from adaptive_jax.core.numerics import global_norm
-from adaptive_jax.core.protocol import EmptyState, StepState, Transform, apply_updates
-from adaptive_jax.core.trees import TreeMismatchError
-from adaptive_jax.optimizers.adadelta import adadelta
-from adaptive_jax.optimizers.adam_family import (
+from adaptive_jax._src.core.numerics import global_norm
+from adaptive_jax._src.core.protocol import StepState, Transform, apply_updates
+from adaptive_jax._src.core.trees import TreeMismatchError
+from adaptive_jax._src.optimizers.adadelta import adadelta
+from adaptive_jax._src.optimizers.adam_family import (
     adabelief,
     adam,
     adamax,
@@ -32,51 +34,125 @@ from adaptive_jax.optimizers.adam_family import (
     radam,
     yogi,
 )
-from adaptive_jax.optimizers.classic import adagrad, rmsprop
-from adaptive_jax.optimizers.lion import lion
-from adaptive_jax.optimizers.sgd import sgd
-from adaptive_jax.optimizers.sign_and_normalized import normalized_gd, sign_descent
-from adaptive_jax.performance import (
-    FlatLayoutError,
-    FlatParams,
-    apply_step,
-    flatten,
-    make_train_step,
-    ravel_params,
-    update_step,
+from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
+from adaptive_jax._src.optimizers.lion import lion
+from adaptive_jax._src.optimizers.sgd import sgd
+from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
+from adaptive_jax._src.performance.layout import ravel_params
+from adaptive_jax._src.performance.train_step import make_train_step, update_step
+from adaptive_jax._src.transforms.clipping import clip_by_global_norm
+from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
+from adaptive_jax._src.transforms.moments.first import (
+    ema_of_gradients,
+    nesterov_ema_of_gradients,
 )
-from adaptive_jax.transforms.clipping import clip_by_global_norm
-from adaptive_jax.transforms.moments.corrections import amsgrad_max, debias
-from adaptive_jax.transforms.moments.first import ema_of_gradients, nesterov_ema_of_gradients
-from adaptive_jax.transforms.moments.second import (
+from adaptive_jax._src.transforms.moments.second import (
     accumulate_squares,
     centered_ema_of_squares,
     ema_of_squares,
 )
-from adaptive_jax.transforms.moments.second_variants import (
+from adaptive_jax._src.transforms.moments.second_variants import (
     belief_second_moment,
     infinity_norm_second_moment,
     yogi_moments,
 )
-from adaptive_jax.transforms.momentum import lion_momentum, trace
-from adaptive_jax.transforms.preconditioning import (
+from adaptive_jax._src.transforms.momentum import lion_momentum, trace
+from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
     scale_by_adam,
     scale_by_rms,
 )
-from adaptive_jax.transforms.preconditioning_variants import (
+from adaptive_jax._src.transforms.preconditioning_variants import (
     rectified_precondition,
     scale_by_adadelta,
 )
-from adaptive_jax.transforms.regularisation import add_decoupled_weight_decay, add_l2_regularization
-from adaptive_jax.transforms.robustness import ApplyIfFiniteState, apply_if_finite
-from adaptive_jax.transforms.scaling import (
+from adaptive_jax._src.transforms.regularisation import (
+    add_decoupled_weight_decay,
+    add_l2_regularization,
+)
+from adaptive_jax._src.transforms.robustness import apply_if_finite
+from adaptive_jax._src.transforms.scaling import (
     normalize_by_global_norm,
     scale,
     scale_by_learning_rate,
     scale_by_sign,
 )
-from adaptive_jax.transforms.trust_ratio import scale_by_trust_ratio
+from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+__all__ = [
+    # the protocol and composition
+    "HyperparameterLookupError",
+    "ScalarOrSchedule",
+    "StepState",
+    "Transform",
+    "TreeMismatchError",
+    "apply_updates",
+    "chain",
+    # inspection
+    "current_learning_rate",
+    "get_hyperparameter",
+    "global_norm",
+    "hyperparameters",
+    "set_hyperparameter",
+    "step_count",
+    # building blocks
+    "accumulate_squares",
+    "add_decoupled_weight_decay",
+    "add_l2_regularization",
+    "amsgrad_max",
+    "apply_if_finite",
+    "belief_second_moment",
+    "centered_ema_of_squares",
+    "clip_by_global_norm",
+    "debias",
+    "ema_of_gradients",
+    "ema_of_squares",
+    "infinity_norm_second_moment",
+    "lion_momentum",
+    "nesterov_ema_of_gradients",
+    "normalize_by_global_norm",
+    "precondition",
+    "rectified_precondition",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_sign",
+    "scale_by_trust_ratio",
+    "trace",
+    "yogi_moments",
+    # named optimizers
+    "adabelief",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamaxw",
+    "adamw",
+    "amsgrad",
+    "lamb",
+    "lion",
+    "nadam",
+    "nadamw",
+    "normalized_gd",
+    "radam",
+    "rmsprop",
+    "sgd",
+    "sign_descent",
+    "yogi",
+    # the training step
+    "make_train_step",
+    "ravel_params",
+    "update_step",
+    # namespaces
+    "extend",
+    "meta",
+    "performance",
+    "schedules",
+    "sharding",
+]

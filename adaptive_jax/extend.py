@@ -20,8 +20,8 @@ returns the block's own state (default: none).  See ``CONTRIBUTING.md`` for the 
 of every kind of addition.
 """
 
-from adaptive_jax.core.combine import aliased_chain
-from adaptive_jax.core.hyperparameter import (
+from adaptive_jax._src.core.combine import Chain, OptaxAdapter, aliased_chain, as_transform
+from adaptive_jax._src.core.hyperparameter import (
     DECAY_RATE,
     EPSILON,
     LEARNING_RATE,
@@ -33,19 +33,25 @@ from adaptive_jax.core.hyperparameter import (
     per_leaf,
     value_at,
 )
-from adaptive_jax.core.inspect import checks_arguments_by_name
-from adaptive_jax.core.module import Module, StaticFunction, child, hyperparameter, static
-from adaptive_jax.core.moments import Moments, as_moments, expect_gradients, expect_moments
-from adaptive_jax.core.numerics import bias_correction, cast_like, ema, safe_sqrt, squared_magnitude
-from adaptive_jax.core.protocol import Transform
-from adaptive_jax.core.reparameterization import (
+from adaptive_jax._src.core.inspect import checks_arguments_by_name
+from adaptive_jax._src.core.module import Module, StaticFunction, child, hyperparameter, static
+from adaptive_jax._src.core.moments import Moments, as_moments, expect_gradients, expect_moments
+from adaptive_jax._src.core.numerics import (
+    bias_correction,
+    cast_like,
+    ema,
+    safe_sqrt,
+    squared_magnitude,
+)
+from adaptive_jax._src.core.protocol import Transform
+from adaptive_jax._src.core.reparameterization import (
     IDENTITY,
     LOG,
     LOG_ONE_MINUS,
     SOFTPLUS,
     Reparameterization,
 )
-from adaptive_jax.core.trees import map_params, zeros_like
+from adaptive_jax._src.core.trees import map_params, zeros_like
 
 __all__ = [
     "DECAY_RATE",
@@ -59,14 +65,17 @@ __all__ = [
     "REAL",
     "SOFTPLUS",
     "WEIGHT_DECAY",
+    "Chain",
     "Domain",
     "Module",
     "Moments",
+    "OptaxAdapter",
     "Reparameterization",
     "StaticFunction",
     "Transform",
     "aliased_chain",
     "as_moments",
+    "as_transform",
     "bias_correction",
     "cast_like",
     "checks_arguments_by_name",

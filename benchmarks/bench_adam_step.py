@@ -96,7 +96,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             box["params"], box["state"] = step_fn(tx, box["params"], box["state"], grads)
             return box["params"]
 
-        body = jax.jit(lambda t, p, s, g: aj.apply_step(t, p, s, g, native=native))
+        body = jax.jit(lambda t, p, s, g: aj.performance.apply_step(t, p, s, g, native=native))
         lowered = body.lower(tx, box["params"], box["state"], grads)
         rows[name] = {
             "kernels": count_kernels(lowered.compile()),
@@ -105,7 +105,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         return Candidate(name, step)
 
     candidates.append(via(aj.update_step, tx, "aj.adam, aj.update_step (recommended)", 28))
-    xla_loops = aj.performance.DonatingStep(aj.apply_step, "update_step", native=False)
+    xla_loops = aj.performance.DonatingStep(aj.performance.apply_step, "update_step", native=False)
     candidates.append(via(xla_loops, tx, "aj.adam, update_step on XLA's loops", 28, native=False))
     low = aj.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
     candidates.append(via(aj.update_step, low, "aj.adam bf16 moments, aj.update_step", 20))

@@ -7,7 +7,7 @@ the parameters and state donated:
 
 * ``optax.adam`` on the tree;
 * ``aj.adam`` on the tree;
-* ``aj.flatten(aj.adam)`` on the tree: the state in one buffer, the parameters a tree;
+* ``aj.performance.flatten(aj.adam)`` on the tree: the state in one buffer, the parameters a tree;
 * ``aj.adam`` on ``aj.ravel_params(params)``: parameters, gradients and state flat
   (the recommended layout for many leaves).
 
@@ -76,7 +76,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     cases = {
         "optax.adam, tree": (otx, params, grads, False),
         "aj.adam, tree": (tx, params, grads, False),
-        "aj.flatten(aj.adam), tree params": (aj.flatten(tx), params, grads, False),
+        "aj.performance.flatten(aj.adam), tree params": (
+            aj.performance.flatten(tx),
+            params,
+            grads,
+            False,
+        ),
         "aj.adam, aj.ravel_params (flat), XLA loops": (tx, flat_params, flat_grads, False),
         # What update_step / make_train_step do on one CPU device: one native loop.
         "aj.adam, aj.ravel_params (flat), native loop": (tx, flat_params, flat_grads, True),
@@ -87,7 +92,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         if isinstance(opt, aj.Transform):
 
             def update(params, state, grads, opt=opt, native=native):
-                return aj.apply_step(opt, params, state, grads, native=native)
+                return aj.performance.apply_step(opt, params, state, grads, native=native)
         else:
 
             def update(params, state, grads, opt=opt):

@@ -20,8 +20,8 @@ import optax
 import pytest
 
 import adaptive_jax as aj
+from adaptive_jax._src.performance.layout import ALIGNMENT
 from adaptive_jax.performance import FlatLayoutError
-from adaptive_jax.performance.layout import ALIGNMENT
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Optimizers whose step sums over all leaves (a global norm): the flat buffer sums in
@@ -74,10 +74,10 @@ def test_flatten_gives_the_tree_path_numbers(name):
     tx, params = factory(**kwargs), mixed_tree(with_bfloat16=False)
     if name in PER_LEAF:
         with pytest.raises(FlatLayoutError, match="per-leaf statistic"):
-            run_steps(aj.flatten(tx), params)
+            run_steps(aj.performance.flatten(tx), params)
         return
     expected, _ = run_steps(tx, params)
-    actual, _ = run_steps(aj.flatten(tx), params)
+    actual, _ = run_steps(aj.performance.flatten(tx), params)
     if name in GLOBAL_REDUCTIONS:
         for a, e in zip(jax.tree_util.tree_leaves(actual), jax.tree_util.tree_leaves(expected)):
             rtol = 1e-2 if a.dtype == jnp.bfloat16 else 1e-6
@@ -88,7 +88,7 @@ def test_flatten_gives_the_tree_path_numbers(name):
 
 def test_flat_state_is_one_padded_buffer_per_dtype():
     params = mixed_tree()
-    _, state = run_steps(aj.flatten(aj.adam(0.1)), params, steps=2)
+    _, state = run_steps(aj.performance.flatten(aj.adam(0.1)), params, steps=2)
     sizes = {}
     for leaf in jax.tree_util.tree_leaves(params):
         sizes[leaf.dtype.name] = sizes.get(leaf.dtype.name, 0) + leaf.size
@@ -114,7 +114,7 @@ def test_low_precision_moments_through_the_flat_path():
     params = {"w": jnp.linspace(-1.0, 1.0, 7, dtype=jnp.float32), "b": jnp.ones(2, jnp.float32)}
     tx = aj.adam(0.05, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
     expected, _ = run_steps(tx, params)
-    actual, state = run_steps(aj.flatten(tx), params)
+    actual, state = run_steps(aj.performance.flatten(tx), params)
     assert_trees_equal(actual, expected)
     assert state.inner[0].mu.buffers["float32"].dtype == jnp.bfloat16
     assert state.inner[1].nu.buffers["float32"].dtype == jnp.bfloat16
@@ -122,14 +122,14 @@ def test_low_precision_moments_through_the_flat_path():
 
 def test_flatten_refuses_per_parameter_hyperparameters():
     params = {"w": jnp.ones(3), "b": jnp.ones(2)}
-    tx = aj.flatten(aj.adam({"w": 0.1, "b": 0.0}))
+    tx = aj.performance.flatten(aj.adam({"w": 0.1, "b": 0.0}))
     with pytest.raises(FlatLayoutError, match=r"learning_rate is a per-parameter pytree"):
         tx.update(params, tx.init(params), params)
 
 
 def test_flatten_refuses_an_optax_per_leaf_trust_ratio():
     params = {"w": jnp.ones(3), "b": jnp.ones(2)}
-    tx = aj.flatten(optax.lamb(0.1))
+    tx = aj.performance.flatten(optax.lamb(0.1))
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
         with pytest.raises(FlatLayoutError, match="per-leaf statistic"):
             tx.update(params, tx.init(params), params)
@@ -151,7 +151,7 @@ def test_flatten_meta_gradient_equals_the_tree_path():
 
     hypergradient = jax.jit(jax.grad(meta_loss), static_argnums=1)
     plain = hypergradient(0.1, lambda tx: tx)
-    flat = hypergradient(0.1, aj.flatten)
+    flat = hypergradient(0.1, aj.performance.flatten)
     np.testing.assert_allclose(flat, plain, rtol=1e-12)
 
 
@@ -202,7 +202,7 @@ def test_update_step_with_flat_params_matches_the_tree_path():
 
 
 def test_new_hyperparameter_values_do_not_recompile():
-    step = aj.performance.DonatingStep(aj.apply_step, "update_step")
+    step = aj.performance.DonatingStep(aj.performance.apply_step, "update_step")
     params = jnp.ones(5)
     for learning_rate in [0.1, 0.2, 0.3]:
         tx = aj.adam(learning_rate)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.core.numerics import bias_correction, increment
+from adaptive_jax._src.core.numerics import bias_correction, increment
 
 INT32_MAX = np.iinfo(np.int32).max
 

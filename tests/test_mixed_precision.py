@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.core.numerics import bias_correction
+from adaptive_jax._src.core.numerics import bias_correction
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 LOW = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}

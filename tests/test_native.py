@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.performance import native
-from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
-from adaptive_jax.performance.native.build import TARGET_NAME
-from adaptive_jax.performance.native.fused import MIN_SIZE
+from adaptive_jax._src.performance import native
+from adaptive_jax._src.performance.native import fused_apply_step, fused_elementwise
+from adaptive_jax._src.performance.native.build import TARGET_NAME
+from adaptive_jax._src.performance.native.fused import MIN_SIZE
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
@@ -112,7 +112,7 @@ def test_fused_step_on_a_tree_equals_plain_step(name):
 
 def test_each_leaf_gets_its_own_loop_and_equal_leaves_share_its_code():
     # 30 leaves of three shapes: 30 loops, one compiled loop body for all of them.
-    from adaptive_jax.performance.native import codegen
+    from adaptive_jax._src.performance.native import codegen
 
     tx = aj.adam(0.1)
     params = {f"x{k:02d}": jnp.linspace(-1.0, 1.0, 8 + k % 3) + k for k in range(30)}
@@ -163,7 +163,7 @@ def test_update_step_on_a_tree_runs_one_native_kernel():
     state = tx.init(params)
     expected = jax.jit(plain_step(tx))(params, state, grads)
     text = (
-        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        jax.jit(lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True))
         .lower(params, state, grads)
         .as_text()
     )
@@ -307,7 +307,7 @@ def test_update_step_runs_the_native_kernel_in_place():
     ):
         np.testing.assert_array_equal(x, y)
     text = (
-        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        jax.jit(lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True))
         .lower(params, state, grads)
         .as_text()
     )
@@ -321,7 +321,7 @@ def test_flat_params_take_the_native_path():
     state = tx.init(flat)
     grads = jax.tree_util.tree_map(lambda b: jnp.full_like(b, 0.5), flat)
     text = (
-        jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True))
+        jax.jit(lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True))
         .lower(flat, state, grads)
         .as_text()
     )

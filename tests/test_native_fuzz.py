@@ -10,7 +10,7 @@ with special values (NaN, ±inf, ±0, subnormals, huge and tiny numbers), and ru
 steps both ways.
 
 Every chain the translator accepts must give XLA's numbers within the bound stated in
-:mod:`adaptive_jax.performance.native.codegen`: non-finite values identical; finite
+:mod:`adaptive_jax._src.performance.native.codegen`: non-finite values identical; finite
 values within :data:`MAX_ULPS` units in the last place (:data:`MAX_ULPS_TRANSCENDENTAL`
 for a chain calling exp, log, tanh, ...) at the scale of the largest finite input or
 output of that element — the room where XLA and the C compiler may round differently:
@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 from jax import lax
 
 import adaptive_jax as aj
+from adaptive_jax._src.performance.native import fused_apply_step, fused_elementwise
 from adaptive_jax.extend import Transform, static
-from adaptive_jax.performance.native import fused_apply_step, fused_elementwise
 
-# The bounds stated in adaptive_jax/performance/native/codegen.py.
+# The bounds stated in adaptive_jax/_src/performance/native/codegen.py.
 MAX_ULPS = 4  # a chain of exactly rounded operations
 MAX_ULPS_TRANSCENDENTAL = 32  # a chain calling exp, log, tanh, ... (each within 8)
 MAX_ULPS_PER_FUNCTION = 8

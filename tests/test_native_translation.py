@@ -14,10 +14,10 @@ import pytest
 from jax import lax
 
 import adaptive_jax as aj
+from adaptive_jax._src.performance.native import codegen, fused, fused_apply_step
+from adaptive_jax._src.performance.native.build import TARGET_NAME
+from adaptive_jax._src.performance.native.fused import MIN_SIZE
 from adaptive_jax.extend import Transform, static
-from adaptive_jax.performance.native import codegen, fused, fused_apply_step
-from adaptive_jax.performance.native.build import TARGET_NAME
-from adaptive_jax.performance.native.fused import MIN_SIZE
 
 SIZE = MIN_SIZE + 3
 
@@ -31,7 +31,7 @@ def float32_literals():
 
 @pytest.fixture(autouse=True)
 def native_is_available():
-    from adaptive_jax.performance import native
+    from adaptive_jax._src.performance import native
 
     assert native.available() is None, native.available()
 
@@ -98,7 +98,9 @@ def plain_step(tx):
 def compare_with_xla(tx, native_expected, steps=3, size=SIZE, dtype=jnp.float32):
     params = jnp.linspace(-1.0, 1.0, size, dtype=dtype)
     state = tx.init(params)
-    step = jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1))
+    step = jax.jit(
+        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1)
+    )
     reference = jax.jit(plain_step(tx))
     grads = jnp.cos(params * 3.0) * 0.1
     assert (TARGET_NAME in step.lower(params, state, grads).as_text()) == native_expected

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.performance import native
-from adaptive_jax.performance.native import build, cache, toolchain
-from adaptive_jax.performance.native.build import TARGET_NAME
-from adaptive_jax.performance.native.fused import MIN_SIZE
+from adaptive_jax._src.performance import native
+from adaptive_jax._src.performance.native import build, cache, toolchain
+from adaptive_jax._src.performance.native.build import TARGET_NAME
+from adaptive_jax._src.performance.native.fused import MIN_SIZE
 
 SIZE = MIN_SIZE + 3  # large enough for apply_step(native=True) to try the kernel
 
@@ -113,7 +113,9 @@ def check_step(native_expected: bool, tx=None):
     grads = jnp.cos(params * 3.0) * 0.1
     state = tx.init(params)
     expected = jax.jit(plain_step(tx))(params, state, grads)
-    step = jax.jit(lambda p, s, g: aj.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1))
+    step = jax.jit(
+        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1)
+    )
     assert (TARGET_NAME in step.lower(params, state, grads).as_text()) == native_expected
     got = step(jnp.copy(params), jax.tree_util.tree_map(jnp.copy, state), grads)
     for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):

@@ -93,9 +93,7 @@ def adam_by_hand(gradients, learning_rate, b1, b2, eps):
 
 def test_per_parameter_b1_and_b2_apply_to_their_leaves():
     tx = aj.adam(0.1, b1={"w": 0.9, "b": 0.5}, b2={"w": 0.99, "b": 0.8}, eps=1e-3)
-    grads = [
-        {"w": jnp.full((2, 2), g), "b": jnp.full((2,), -g)} for g in (1.0, 0.5, -0.25, 2.0)
-    ]
+    grads = [{"w": jnp.full((2, 2), g), "b": jnp.full((2,), -g)} for g in (1.0, 0.5, -0.25, 2.0)]
     state, params = tx.init(PARAMS), PARAMS
     updates = []
     for g in grads:

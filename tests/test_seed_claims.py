@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax.transforms.moments.corrections import AmsgradMax
+from adaptive_jax._src.transforms.moments.corrections import AmsgradMax
 
 # The seeds' anisotropic quadratic L(x, y) = 1/2 (100 x^2 + y^2).
 CURVATURES = jnp.array([100.0, 1.0])

@@ -20,8 +20,8 @@ import optax
 import pytest
 
 import adaptive_jax as aj
+from adaptive_jax._src.performance.native.fused import MIN_SIZE
 from adaptive_jax.performance import StepPath, choose_path
-from adaptive_jax.performance.native.fused import MIN_SIZE
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 RTOL, ATOL = 1e-11, 1e-13
@@ -36,7 +36,7 @@ def loss(tree, t):
 
 
 def objective(params, t):
-    tree = params.tree() if isinstance(params, aj.FlatParams) else params
+    tree = params.tree() if isinstance(params, aj.performance.FlatParams) else params
     return loss(tree, t)
 
 
@@ -61,7 +61,7 @@ def catalogue():
         aj.clip_by_global_norm(0.5), aj.adam(0.02)
     )
     cases["optax.adam"] = lambda: optax.adam(0.02)
-    cases["flatten(adam)"] = lambda: aj.flatten(aj.adam(0.02))
+    cases["flatten(adam)"] = lambda: aj.performance.flatten(aj.adam(0.02))
     cases["adam on FlatParams"] = lambda: aj.adam(0.02)
     cases["adam with function leaves"] = lambda: aj.adam({"w": decaying_rate, "b": 1e-2})
     return cases
@@ -220,7 +220,7 @@ def test_a_per_parameter_dict_changed_after_construction_is_read_at_every_call()
 def test_new_values_and_new_function_leaves_do_not_change_the_rule():
     # A new scalar value is a new argument value (no new program); a plain function is
     # static configuration of its instance (a new function, a new program), as in jit.
-    step = aj.performance.DonatingStep(aj.apply_step, "update_step")
+    step = aj.performance.DonatingStep(aj.performance.apply_step, "update_step")
     params = jnp.ones(3)
     for rate in (0.1, 0.2, 0.3):
         tx = aj.sgd(rate)
@@ -283,7 +283,10 @@ def test_a_state_holding_one_array_twice_is_copied():
     shared = aj.StepState(zero, jax.tree_util.tree_map(lambda x: x, state.inner))
     shared_twice = (shared, zero)  # the same scalar twice in the donated state
     step = aj.performance.DonatingStep(
-        lambda tx, p, s, g, native: (aj.apply_step(tx, p, s[0], g, native=native), s[1]),
+        lambda tx, p, s, g, native: (
+            aj.performance.apply_step(tx, p, s[0], g, native=native),
+            s[1],
+        ),
         "update_step",
     )
     (new, _), kept = step(tx, params + 0, shared_twice, jnp.ones(2))
@@ -346,7 +349,7 @@ def test_a_non_transformation_tx_raises_type_error_naming_tx(bad, hint):
         assert hint in str(info.value)
         assert not params.is_deleted()  # nothing was donated
     with pytest.raises(TypeError, match=r"apply_step: tx must be a gradient transformation"):
-        aj.apply_step(bad, params, state, jnp.ones(2))
+        aj.performance.apply_step(bad, params, state, jnp.ones(2))
 
 
 def test_make_train_step_rejects_a_loss_that_is_not_callable():

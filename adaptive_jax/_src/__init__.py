@@ -1,0 +1,1 @@
+"""The implementation of adaptive_jax (private): import from the public modules."""

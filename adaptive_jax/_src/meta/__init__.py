@@ -1,0 +1,1 @@
+"""Meta-learning: the implementation of :mod:`adaptive_jax.meta`."""

@@ -1,0 +1,1 @@
+"""Fast paths: the implementation of :mod:`adaptive_jax.performance`."""

@@ -1,0 +1,1 @@
+"""Sharding: the implementation of :mod:`adaptive_jax.sharding`."""

@@ -1,0 +1,136 @@
+r"""First moments: the direction an adaptive method steps in.
+
+A first-moment block turns gradients :math:`g_t` into a
+:class:`~adaptive_jax.extend.Moments` record carrying :math:`m_t` and its
+bias-correction denominator; a second-moment block adds the scale after it.
+
+* :class:`ema_of_gradients` — Adam's :math:`m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`;
+* :class:`nesterov_ema_of_gradients` — NAdam's one-step look-ahead of the same EMA.
+
+Both take one decay for every parameter or a per-parameter tree of decays (then each
+leaf carries its own bias correction).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from adaptive_jax._src.core.hyperparameter import DECAY_RATE, PerParameter, per_leaf
+from adaptive_jax._src.core.module import hyperparameter, static
+from adaptive_jax._src.core.moments import Moments, expect_gradients, per_leaf_tree
+from adaptive_jax._src.core.numerics import bias_correction, cast_like, ema, increment
+from adaptive_jax._src.core.protocol import Transform
+from adaptive_jax._src.core.trees import map_params, zeros_like
+
+
+def corrections(decays: list[Any], count: jax.Array) -> list[Any]:
+    """:math:`1-\\beta^t` for each leaf's decay, computed once per distinct decay."""
+    done: dict[int, Any] = {}
+    for decay in decays:
+        if id(decay) not in done:
+            done[id(decay)] = bias_correction(decay, count)
+    return [done[id(decay)] for decay in decays]
+
+
+class FirstMomentState(NamedTuple):
+    """State of a first-moment block: :math:`m_t`."""
+
+    mu: Any
+
+
+class EmaOfGradients(Transform):
+    r"""Adam's first moment: :math:`m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`, :math:`m_0 = 0`.
+
+    Hands on a :class:`~adaptive_jax.extend.Moments` record with :math:`m_t` and
+    the denominator :math:`1-\beta_1^t` for :class:`~adaptive_jax.debias`.
+
+    Args:
+        decay: :math:`\beta_1` in :math:`[0, 1)`, or a per-parameter tree of them.
+        mu_dtype: dtype to store :math:`m_t` in (default: the parameters').
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.ema_of_gradients(decay=0.9)
+        >>> moments, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 6), round(float(moments.mu_correction), 6)  # (1 - b1) g, 1 - b1
+        (0.2, 0.1)
+
+    Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+
+    decay: PerParameter = hyperparameter(default=0.9, domain=DECAY_RATE)
+    mu_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return FirstMomentState(zeros_like(params, self.mu_dtype))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "ema_of_gradients")
+        decays = per_leaf(self.decay, count - 1, updates)
+        mu = first_moment(updates, state.mu, decays)
+        correction = per_leaf_tree(corrections(decays, count), updates)
+        return Moments(updates, mu, mu_correction=correction), FirstMomentState(mu)
+
+
+def first_moment(updates: Any, mu: Any, decays: list[Any]) -> Any:
+    """:math:`\beta m + (1-\beta) g` leaf by leaf, each leaf with its own decay."""
+    return map_params(lambda g, m, b: ema(m, g, b), updates, mu, names=("mu",), per_leaf=(decays,))
+
+
+class NesterovEmaOfGradients(Transform):
+    r"""NAdam's first moment: Adam's EMA, handed on as its one-step look-ahead.
+
+    The state is :math:`m_t` of :class:`ema_of_gradients`; the record carries
+
+    .. math::
+       \bar m_t = \frac{\beta_1 m_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1)\, g_t}{1-\beta_1^t},
+
+    emitted as :math:`(1-\beta_1^t)\,\bar m_t` so that :class:`~adaptive_jax.debias`
+    (which divides by :math:`1-\beta_1^t`) yields :math:`\bar m_t`.  This is
+    ``optax.scale_by_adam(..., nesterov=True)``; like optax it omits the extra
+    :math:`\beta_2` factor of Dozat's Algorithm 2.
+
+    Args:
+        decay: :math:`\beta_1` in :math:`[0, 1)`, or a per-parameter tree of them.
+        mu_dtype: dtype to store :math:`m_t` in (default: the parameters').
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.chain(aj.nesterov_ema_of_gradients(decay=0.5), aj.debias())
+        >>> moments, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+        >>> round(moments.mu.item(), 4)  # m_bar_1 = g (1 + b1 / (1 + b1)) = 3 * 4 / 3
+        4.0
+
+    Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+
+    decay: PerParameter = hyperparameter(default=0.9, domain=DECAY_RATE)
+    mu_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return FirstMomentState(zeros_like(params, self.mu_dtype))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "nesterov_ema_of_gradients")
+        decays = per_leaf(self.decay, count - 1, updates)
+        mu = first_moment(updates, state.mu, decays)
+        now, ahead = corrections(decays, count), corrections(decays, increment(count))
+
+        def look_ahead(g, m, decay, correction, next_correction):
+            # debias divides by 1 - b1^t; the look-ahead term needs 1 - b1^(t+1) instead.
+            b1 = cast_like(decay, m)
+            ratio = cast_like(correction / next_correction, m)
+            return b1 * ratio * m + (1 - b1) * g.astype(m.dtype)
+
+        bar = map_params(look_ahead, updates, mu, names=("mu",), per_leaf=(decays, now, ahead))
+        return Moments(updates, bar, mu_correction=per_leaf_tree(now, updates)), FirstMomentState(
+            mu
+        )
+
+
+ema_of_gradients = EmaOfGradients
+nesterov_ema_of_gradients = NesterovEmaOfGradients

@@ -1,5 +1,0 @@
-"""Sharding helpers built on JAX's own SPMD machinery (Mesh, NamedSharding, jit)."""
-
-from adaptive_jax.sharding.zero import state_shardings, zero1_state_shardings
-
-__all__ = ["state_shardings", "zero1_state_shardings"]
