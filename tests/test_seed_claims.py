@@ -506,12 +506,13 @@ def test_hypergradients_of_alpha_beta1_beta2_match_finite_differences():
         xb, yb = batch
         return 0.5 * jnp.mean((xb @ w - yb) ** 2)
 
+    @jax.jit
     def final_loss(h):
         run = aj.meta.unroll(aj.adam(**h), jnp.zeros(3), loss, (x, y))
         return loss(run.params, (x[-1], y[-1]))
 
     h = {"learning_rate": jnp.asarray(0.05), "b1": jnp.asarray(0.8), "b2": jnp.asarray(0.95)}
-    grads = jax.grad(final_loss)(h)
+    grads = jax.jit(jax.grad(final_loss))(h)
     for name in h:
         step = 1e-6
         up = dict(h, **{name: h[name] + step})
