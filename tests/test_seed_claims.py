@@ -1,8 +1,9 @@
-r"""The claims the seed documents make about adaptive methods, each checked independently.
+r"""Claims about adaptive methods that are statements about a formula, each checked independently.
 
-Every test compares against a closed form, a few lines of NumPy written from the seeds'
-formulas, or (for invariances) the same run on the transformed problem; never against
-numbers recorded from adaptive_jax itself.
+``notebooks/README.md`` ("The claims one by one") maps every claim to the notebook or the test
+here that reproduces it.  Every test compares against a closed form, a few lines of NumPy
+written from the formulas, or (for invariances) the same run on the transformed problem; never
+against numbers recorded from adaptive_jax itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 import adaptive_jax as aj
 
-# The seeds' anisotropic quadratic L(x, y) = 1/2 (100 x^2 + y^2).
+# The anisotropic quadratic L(x, y) = 1/2 (100 x^2 + y^2).
 CURVATURES = jnp.array([100.0, 1.0])
 
 
@@ -336,7 +337,7 @@ def adam_by_hand(gradients, learning_rate, b1, b2, eps):
 
 
 @pytest.mark.parametrize("b1, b2", [(0.9, 0.999), (0.5, 0.9), (0.0, 0.99), (0.99, 0.999)])
-def test_adam_is_the_seed_update_rule(b1, b2):
+def test_adam_is_kingma_and_ba_update_rule(b1, b2):
     r""":math:`m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`, :math:`v_t = \beta_2 v_{t-1} +
     (1-\beta_2) g_t^2`, :math:`\theta_t = \theta_{t-1} - \alpha\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)`,
     with :math:`\hat m_t = m_t/(1-\beta_1^t)` and :math:`\hat v_t = v_t/(1-\beta_2^t)`."""
