@@ -113,7 +113,7 @@ class NormalizeByGlobalNorm(Transform):
     r"""Unit-length direction: :math:`u = g / (\|g\|_2 + \epsilon)` (0 when :math:`g = 0`).
 
     With a fixed learning rate every step has length exactly :math:`\eta`, so
-    normalized gradient descent circles the minimum forever instead of converging;
+    normalized gradient descent hops back and forth across the minimum instead of converging;
     pair it with a decaying schedule.
 
     Args:
