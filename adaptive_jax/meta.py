@@ -24,6 +24,7 @@ from adaptive_jax._src.meta.hypergradient import (
     unrolled_objective,
     value_and_hypergradient,
 )
+from adaptive_jax._src.meta.learned import Learned
 from adaptive_jax._src.meta.modes import Forward, Mode, Reverse
 from adaptive_jax._src.meta.online import HypergradientDescent, adam_hd, sgd_hd
 from adaptive_jax._src.meta.pes import PersistentES, persistent_es
@@ -64,6 +65,7 @@ __all__ = [
     "HypergradientDescent",
     "IDENTITY",
     "InnerRun",
+    "Learned",
     "LOG",
     "LOG_ONE_MINUS",
     "MetaGradientExplosionWarning",

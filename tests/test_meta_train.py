@@ -6,6 +6,7 @@ meta-gradient is available in closed form and explodes once :math:`|1 - \\alpha 
 """
 
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,9 @@ def closed_form_final_loss(rate, num_steps=HORIZON):
 
 def test_meta_train_finds_the_optimal_learning_rate_and_records_its_history():
     one_step_loss = lambda tx: final_loss(tx, num_steps=1)  # noqa: E731
-    result = meta_train(one_step_loss, aj.sgd(0.1), aj.adam(0.02), 80, progress=False)
+    result = meta_train(
+        one_step_loss, aj.sgd(0.1), aj.adam(0.02), 80, reparameterize=False, progress=False
+    )
     rates = result.history.hyperparameters.transforms[0].learning_rate
     losses = result.history.meta_losses
     assert rates.shape == losses.shape == result.history.meta_grad_norms.shape == (80,)
@@ -60,6 +63,7 @@ def test_iterations_per_call_does_not_change_the_numbers():
     chunked = meta_train(
         final_loss, aj.sgd(0.1), aj.adam(0.02), 12, progress=False, iterations_per_call=5
     )
+    np.testing.assert_array_equal(chunked.history.rejected, one.history.rejected)
     np.testing.assert_allclose(chunked.history.meta_losses, one.history.meta_losses, rtol=1e-12)
     np.testing.assert_allclose(
         chunked.meta_params.transforms[0].learning_rate,
@@ -68,28 +72,79 @@ def test_iterations_per_call_does_not_change_the_numbers():
     )
 
 
-def test_meta_train_warns_when_the_meta_gradient_explodes():
+def test_an_exploding_meta_gradient_is_rolled_back_and_the_step_shrinks():
     # Gradient ascent on the meta-loss drives the rate past the stability limit 2/h = 1, where
     # the meta-gradient h^2 T c^2 |1 - alpha h|^(2T - 1) grows exponentially with T.
     long_loss = lambda tx: final_loss(tx, num_steps=40)  # noqa: E731
-    with pytest.warns(MetaGradientExplosionWarning, match="iteration") as caught:
-        result = meta_train(long_loss, aj.sgd(0.99), aj.sgd(-1e-4), 30, progress=False)
+    with pytest.warns(MetaGradientExplosionWarning, match="rolled back at iteration") as caught:
+        result = meta_train(
+            long_loss, aj.sgd(0.99), aj.sgd(-1e-4), 30, reparameterize=False, progress=False
+        )
     assert len([w for w in caught if w.category is MetaGradientExplosionWarning]) == 1
-    norms = result.history.meta_grad_norms
-    first = next(
-        k
-        for k in range(1, len(norms))
-        if not np.isfinite(norms[k])
-        or norms[k] > 100 * np.median(norms[:k][np.isfinite(norms[:k])])
+    history = result.history
+    rates = history.hyperparameters.transforms[0].learning_rate
+    first = int(np.argmax(history.rejected))
+    assert history.rejected.any() and rates[first] > 2 / CURVATURE  # rejected outside
+    # after a roll-back: the next iterate is the best one so far, with half the step
+    accepted_losses = history.meta_losses[: first + 1][~history.rejected[: first + 1]]
+    best_before = rates[: first + 1][~history.rejected[: first + 1]][np.argmin(accepted_losses)]
+    assert rates[first + 1] == best_before
+    assert history.step_scales[first + 1] == 0.5 * history.step_scales[first]
+    assert np.all(np.isfinite(result.meta_params.transforms[0].learning_rate))
+
+
+@pytest.mark.parametrize("outer", [aj.adam(3.0), aj.sgd(10.0)], ids=["adam(3)", "sgd(10)"])
+def test_a_too_large_outer_step_ends_at_the_best_meta_parameters_not_at_nan(outer):
+    """The outer steps that used to end at a meta-loss of 1.6e7 (adam(3.0)) or NaN (sgd(10))."""
+    long_loss = lambda tx: final_loss(tx, num_steps=20)  # noqa: E731
+    with warnings.catch_warnings():  # a roll-back may be announced: it is what we test
+        warnings.simplefilter("ignore", MetaGradientExplosionWarning)
+        result = meta_train(long_loss, aj.sgd(0.1), outer, 40, progress=False)
+    losses = result.history.meta_losses
+    assert np.isfinite(result.best_meta_loss)
+    assert result.best_meta_loss == np.min(losses[np.isfinite(losses)])
+    best_rate = float(aj.get_hyperparameter(result.best_meta_params, "learning_rate"))
+    np.testing.assert_allclose(
+        closed_form_final_loss(best_rate, 20), result.best_meta_loss, rtol=1e-9, atol=1e-30
     )
-    assert f"iteration {first} " in str(caught[0].message)
-    # the rate had left the stable region when the warning came
-    assert result.history.hyperparameters.transforms[0].learning_rate[first] > 2 / CURVATURE
+    assert result.best_meta_loss <= losses[0]
+    final_rate = float(aj.get_hyperparameter(result.meta_params, "learning_rate"))
+    assert np.isfinite(final_rate) and np.isfinite(closed_form_final_loss(final_rate, 20))
 
 
-def test_meta_train_stays_silent_on_a_well_behaved_problem(recwarn):
-    meta_train(final_loss, aj.sgd(0.1), aj.adam(0.02), 20, progress=False)
-    assert not [w for w in recwarn if w.category is MetaGradientExplosionWarning]
+def test_only_the_named_hyperparameters_are_learned():
+    tx = aj.sgd(0.05, momentum=0.3)
+    result = meta_train(final_loss, tx, num_iterations=20, learn=["momentum"], progress=False)
+    final = result.meta_params
+    assert aj.get_hyperparameter(final, "learning_rate") == 0.05  # frozen, the very value
+    assert float(aj.get_hyperparameter(final, "momentum")) != 0.3
+    assert result.best_meta_loss < result.history.meta_losses[0]
+
+
+def test_a_raw_step_that_leaves_the_range_is_rejected():
+    """Without reparameterisation a big step would make the momentum >= 1: it is refused."""
+    tx = aj.sgd(0.05, momentum=0.95)
+    result = meta_train(
+        final_loss, tx, aj.sgd(-5.0), 5, learn=["momentum"], reparameterize=False, progress=False
+    )
+    momenta = result.history.hyperparameters.transforms[0].decay
+    assert result.history.rejected.all()
+    assert np.all((momenta >= 0) & (momenta < 1))
+    assert float(aj.get_hyperparameter(result.meta_params, "momentum")) == pytest.approx(0.95)
+
+
+def test_learning_in_unconstrained_coordinates_keeps_every_iterate_valid():
+    tx = aj.sgd(0.05, momentum=0.5)
+    result = meta_train(final_loss, tx, aj.sgd(50.0), 10, progress=False)  # wild steps
+    momenta = result.history.hyperparameters.transforms[0].decay
+    assert np.all((momenta > 0) & (momenta < 1))
+    rates = result.history.hyperparameters.transforms[1].learning_rate
+    assert np.all(rates > 0)
+
+
+def test_learn_names_a_missing_hyperparameter():
+    with pytest.raises(aj.HyperparameterLookupError, match="beta1"):
+        meta_train(final_loss, aj.adam(1e-2), num_iterations=1, learn=["beta1"], progress=False)
 
 
 def two_hyperparameter_loss(meta):
@@ -104,6 +159,7 @@ def test_clipping_bounds_the_meta_gradient_step():
     result = meta_train(
         two_hyperparameter_loss, meta, aj.sgd(1.0), 8, clip_norm=clip, progress=False
     )
+    assert not result.history.rejected.any()
     history = result.history.hyperparameters
     trajectory = np.stack([history["learning_rate"], history["momentum"]], axis=1)
     final = np.array([result.meta_params["learning_rate"], result.meta_params["momentum"]])

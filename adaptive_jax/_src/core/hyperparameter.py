@@ -168,6 +168,30 @@ class Domain:
                 "or 0 explicitly"
             )
 
+    def contains(self, value: Any) -> jax.Array:
+        """Whether every number in ``value`` is in the domain, as a traceable boolean.
+
+        Schedules are taken as valid (their values are only known during training).
+        Used where values are traced and cannot raise, e.g. to reject a meta-learning step
+        that would leave the range.
+        """
+        ok = jnp.asarray(True)
+        if value is None or callable(value):
+            return ok
+        for leaf in jax.tree_util.tree_leaves(value, is_leaf=callable):
+            if callable(leaf):
+                continue
+            x = jnp.asarray(leaf)
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                continue
+            inside = jnp.isfinite(x)
+            if self.low is not None:
+                inside &= (x >= self.low) if self.low_inclusive else (x > self.low)
+            if self.high is not None:
+                inside &= (x <= self.high) if self.high_inclusive else (x < self.high)
+            ok &= jnp.all(inside)
+        return ok
+
     def _in_range(self, number: float) -> bool:
         if not math.isfinite(number):
             return False

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
 
 from adaptive_jax._src.core.hyperparameter import Domain, value_at
 from adaptive_jax._src.core.module import Module, Role, deferred_validation, spec_of
@@ -102,6 +103,18 @@ def check_hyperparameters(tx: Any) -> None:
         text = _path_string(path)
         field = text.rsplit(".", 1)[-1]
         domain.check(names.get(text, field), value)
+
+
+def in_domains(tx: Any) -> jax.Array:
+    """Whether every hyperparameter of ``tx`` is in its domain: a traceable boolean.
+
+    :func:`check_hyperparameters` raises for concrete values; this works on traced ones.
+    """
+    ok = jnp.asarray(True)
+    for _, value, domain in walk(tx):
+        if not isinstance(value, Module):
+            ok &= domain.contains(value)
+    return ok
 
 
 def check_per_parameter_trees(tx: Any, params: Any) -> None:

@@ -42,6 +42,17 @@ class Estimator(Module, abstract=True):
         """The meta-loss, a meta-gradient shaped like ``meta_params``, and the new state."""
         raise NotImplementedError
 
+    def with_decoder(self, decode: Callable[[PyTree], Any]) -> Estimator:
+        """The same estimator over coordinates ``z`` whose transformation is ``decode(z)``.
+
+        :func:`~adaptive_jax.meta.meta_train` uses it to learn some hyperparameters in
+        unconstrained coordinates (:class:`~adaptive_jax.meta.Learned`).
+        """
+        raise TypeError(
+            f"{type(self).__name__} does not implement with_decoder, which learn= and "
+            "reparameterize= need; pass meta-parameters your estimator understands instead"
+        )
+
 
 class ExactMetaGradient(Estimator):
     """The exact gradient of a differentiable ``meta_loss(meta_params) -> scalar`` (stateless).
@@ -60,6 +71,10 @@ class ExactMetaGradient(Estimator):
     def estimate(self, meta_params: PyTree, state: None) -> tuple[jax.Array, PyTree, None]:
         value, grads = value_and_hypergradient(self.meta_loss, meta_params, mode=self.mode)
         return value, grads, state
+
+    def with_decoder(self, decode: Callable[[PyTree], Any]) -> ExactMetaGradient:
+        meta_loss = self.meta_loss
+        return ExactMetaGradient(lambda z: meta_loss(decode(z)), self.mode)  # pyright: ignore[reportArgumentType]
 
 
 def as_estimator(objective: Any, mode: Mode | None = None) -> Estimator:

@@ -103,6 +103,9 @@ class PersistentES(Estimator):
                 f"{self.num_particles}"
             )
 
+    def with_decoder(self, decode: Callable[[PyTree], Any]) -> PersistentES:
+        return PersistentES(self.run.with_decoder(decode), self.num_particles, self.sigma)
+
     def init(self, meta_params: PyTree, key: jax.Array) -> PESState:
         one = self.run.start(self.run.transform(meta_params))
         particles = jax.tree_util.tree_map(

@@ -99,6 +99,16 @@ class InnerRun(Module):
                 "so that every window has the same length"
             )
 
+    def with_decoder(self, decode: Callable[[PyTree], Any]) -> InnerRun:
+        """The same run over coordinates ``z`` whose transformation is ``transform(decode(z))``."""
+        inner = self.to_transform
+
+        def to_transform(z: PyTree) -> Any:
+            meta = decode(z)
+            return meta if inner is None else inner(meta)
+
+        return self.replace(to_transform=to_transform)
+
     def transform(self, meta_params: PyTree) -> Any:
         """The transformation the meta-parameters stand for."""
         return meta_params if self.to_transform is None else self.to_transform(meta_params)
@@ -166,6 +176,9 @@ class TruncatedBackprop(Estimator):
 
     run: InnerRun = child()
     mode: Mode = child(default=Reverse(), converter=as_mode)
+
+    def with_decoder(self, decode: Callable[[PyTree], Any]) -> TruncatedBackprop:
+        return TruncatedBackprop(self.run.with_decoder(decode), self.mode)
 
     def init(self, meta_params: PyTree, key: jax.Array | None = None) -> WindowState:
         del key  # deterministic
