@@ -6,7 +6,10 @@ r"""Meta-learning: hypergradients through unrolled training, and the loops that 
 * estimators — :class:`ExactMetaGradient`, :class:`TruncatedBackprop`,
   :class:`PersistentES` — and :func:`meta_train`, the outer loop;
 * online hypergradient descent (:func:`sgd_hd`, :func:`adam_hd`), reparameterisations
-  (:func:`to_unconstrained`), populations (:func:`stack_population`).
+  (:func:`to_unconstrained`), populations (:func:`stack_population`);
+* implicit hypergradients of a converged solution (:func:`implicit_hypergradient`,
+  :func:`implicit_solution`) with matrix-free solvers (:class:`ConjugateGradient`,
+  :class:`Neumann`).
 """
 
 from adaptive_jax._src.meta.checkpointing import (
@@ -23,6 +26,13 @@ from adaptive_jax._src.meta.hypergradient import (
     hypergradient,
     unrolled_objective,
     value_and_hypergradient,
+)
+from adaptive_jax._src.meta.implicit import (
+    ConjugateGradient,
+    LinearSolver,
+    Neumann,
+    implicit_hypergradient,
+    implicit_solution,
 )
 from adaptive_jax._src.meta.learned import Learned
 from adaptive_jax._src.meta.modes import Forward, Mode, Reverse
@@ -58,6 +68,7 @@ from adaptive_jax._src.meta.unroll import Unrolled, unroll
 __all__ = [
     "Bisection",
     "Checkpointing",
+    "ConjugateGradient",
     "Estimator",
     "EveryStep",
     "ExactMetaGradient",
@@ -66,12 +77,14 @@ __all__ = [
     "IDENTITY",
     "InnerRun",
     "Learned",
+    "LinearSolver",
     "LOG",
     "LOG_ONE_MINUS",
     "MetaGradientExplosionWarning",
     "MetaHistory",
     "MetaTrainResult",
     "Mode",
+    "Neumann",
     "PersistentES",
     "PopulationTraining",
     "Reparameterization",
@@ -87,6 +100,8 @@ __all__ = [
     "evaluate_population",
     "from_unconstrained",
     "hypergradient",
+    "implicit_hypergradient",
+    "implicit_solution",
     "meta_train",
     "meta_train_population",
     "persistent_es",

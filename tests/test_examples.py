@@ -25,6 +25,7 @@ EXAMPLES = {
     "equinox_model": "equinox_model.png",
     "optax_interop": "optax_interop.png",
     "meta_learn_digits": "meta_learn_digits.png",
+    "implicit_weight_decay": "implicit_weight_decay.png",
 }
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 BATCH_SIZE = 64
@@ -138,3 +139,17 @@ def test_meta_learned_adam_beats_the_defaults_on_held_out_digits(runs):
     # also help a fresh run evaluated on the test split.
     assert float(learned["test loss"]) < float(default["test loss"])
     assert 0 < float(learned["beta1"]) < 1 and 0 < float(learned["beta2"]) < 1
+
+
+def test_implicit_per_pixel_decay_beats_the_shared_grid_on_validation(runs):
+    """The per-pixel search starts at the grid's best and follows implicit hypergradients.
+
+    Descent on the validation loss must end below where it started (the grid's best);
+    the weights it reports must be converged (the implicit derivative assumes so).
+    """
+    stdout, _, _ = finished(runs, "implicit_weight_decay")
+    grid, per_pixel = parse_table(stdout)
+    assert grid["weight decay"].startswith("shared, grid best")
+    assert float(per_pixel["val loss"]) < 0.9 * float(grid["val loss"])
+    assert float(per_pixel["optimality residual"]) < 1e-3
+    assert float(per_pixel["test accuracy"]) > 0.9
