@@ -80,6 +80,15 @@ def attribute_doc(obj: object, name: str) -> list[str]:
     return []
 
 
+def summary(obj: object, name: str) -> str:
+    """The first paragraph of the object's own docstring, on one line."""
+    if inspect.isclass(obj) or inspect.isroutine(obj) or (callable(obj) and obj.__doc__):
+        doc = inspect.getdoc(obj) or ""
+    else:
+        doc = "\n".join(attribute_doc(obj, name))
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def object_page(modname: str, name: str, obj: object) -> str:
     """The reStructuredText of one public name's page."""
     title = f"{name}\n{'=' * len(name)}\n\n.. currentmodule:: {modname}\n\n"
@@ -118,7 +127,11 @@ def module_page(modname: str, homes: dict[int, str]) -> tuple[str, list[str]]:
         here = [n for n in names if homes[id(getattr(module, n))] == f"{modname}.{n}"]
         elsewhere = [n for n in names if n not in here]
         if here:
-            out.append(".. autosummary::\n\n" + "".join(f"   {n}\n" for n in here))
+            rows = "".join(
+                f"   * - :py:obj:`{n} <{modname}.{n}>`\n     - {summary(getattr(module, n), n)}\n"
+                for n in here
+            )
+            out.append(f".. list-table::\n   :widths: 30 70\n\n{rows}")
         if elsewhere:
             links = ", ".join(f":py:obj:`{homes[id(getattr(module, n))]}`" for n in elsewhere)
             out.append(f"Also exported here, documented where they are first exported: {links}.\n")

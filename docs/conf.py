@@ -27,7 +27,6 @@ copyright = "the adaptive_jax authors"  # noqa: A001
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
