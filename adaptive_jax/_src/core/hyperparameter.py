@@ -44,6 +44,7 @@ from adaptive_jax._src.core.reparameterization import (
 
 Schedule = Callable[[jax.Array], jax.Array]
 Scalar = float | int | jax.Array | np.ndarray | np.number
+#: A number, or a schedule: a function of the 0-based step count that returns one.
 ScalarOrSchedule = Scalar | Schedule
 # A scalar, a schedule, or a pytree prefix of the parameters holding them.
 PerParameter = Any
@@ -300,14 +301,21 @@ def per_leaf(
 
 
 # The domains the library's blocks declare.
+#: A finite learning rate (negative is gradient ascent); a schedule or a per-parameter tree.
 LEARNING_RATE = Domain("a learning rate", schedule=True, per_parameter=True, reparameterization=LOG)
+#: A decay rate in :math:`[0, 1)`; a per-parameter tree allowed.
 DECAY_RATE = Domain("a decay rate", 0.0, 1.0, per_parameter=True, reparameterization=LOG_ONE_MINUS)
+#: An epsilon :math:`\ge 0` (a positive value that rounds to 0 in float32 is rejected).
 EPSILON = Domain("an epsilon", 0.0, None, representable=True, reparameterization=LOG)
+#: A weight decay :math:`\ge 0`; a schedule or a per-parameter tree.
 WEIGHT_DECAY = Domain(
     "a weight decay", 0.0, None, schedule=True, per_parameter=True, reparameterization=SOFTPLUS
 )
+#: A finite number :math:`\ge 0`.
 NONNEGATIVE = Domain("a non-negative number", 0.0, None, reparameterization=SOFTPLUS)
+#: A finite number :math:`> 0`.
 POSITIVE = Domain("a positive number", 0.0, None, low_inclusive=False, reparameterization=LOG)
+#: Any finite number; a schedule or a per-parameter tree.
 REAL = Domain("a finite number", schedule=True, per_parameter=True)
 
 

@@ -63,7 +63,11 @@ def _softplus_inverse(x: jax.Array) -> jax.Array:
     return x + jnp.log(-jnp.expm1(-x))
 
 
+#: :math:`\lambda = e^{z}`, for values in :math:`(0, \infty)` (learning rates, epsilons).
 LOG = Reparameterization("log", jnp.exp, jnp.log)
+#: :math:`\lambda = 1 - \sigma(z)`, for values in :math:`(0, 1)` (decay rates).
 LOG_ONE_MINUS = Reparameterization("log_one_minus", _one_minus_sigmoid, _log_one_minus_over)
+#: :math:`\lambda = \log(1 + e^{z})`, for non-negative values (weight decays).
 SOFTPLUS = Reparameterization("softplus", jax.nn.softplus, _softplus_inverse)
+#: :math:`\lambda = z`, for values on the whole real line.
 IDENTITY = Reparameterization("identity", lambda z: z, lambda x: x)
