@@ -40,7 +40,13 @@ from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
-from adaptive_jax._src.transforms.clipping import clip_by_global_norm
+from adaptive_jax._src.transforms.clipping import (
+    adaptive_grad_clip,
+    clip,
+    clip_by_block_rms,
+    clip_by_global_norm,
+)
+from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -57,6 +63,7 @@ from adaptive_jax._src.transforms.moments.second_variants import (
     yogi_moments,
 )
 from adaptive_jax._src.transforms.momentum import lion_momentum, trace
+from adaptive_jax._src.transforms.per_example import per_example_global_norm_clip
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -71,7 +78,12 @@ from adaptive_jax._src.transforms.regularisation import (
     add_decoupled_weight_decay,
     add_l2_regularization,
 )
-from adaptive_jax._src.transforms.robustness import apply_if_finite
+from adaptive_jax._src.transforms.robustness import (
+    apply_if_finite,
+    skip_large_updates,
+    skip_not_finite,
+    zero_nans,
+)
 from adaptive_jax._src.transforms.scaling import (
     normalize_by_global_norm,
     scale,
@@ -100,20 +112,25 @@ __all__ = [
     "step_count",
     # building blocks
     "accumulate_squares",
+    "adaptive_grad_clip",
     "add_decoupled_weight_decay",
     "add_l2_regularization",
     "amsgrad_max",
     "apply_if_finite",
     "belief_second_moment",
     "centered_ema_of_squares",
+    "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "debias",
     "ema_of_gradients",
     "ema_of_squares",
     "infinity_norm_second_moment",
+    "keep_params_nonnegative",
     "lion_momentum",
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
+    "per_example_global_norm_clip",
     "precondition",
     "rectified_precondition",
     "scale",
@@ -124,8 +141,11 @@ __all__ = [
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "skip_large_updates",
+    "skip_not_finite",
     "trace",
     "yogi_moments",
+    "zero_nans",
     # named optimizers
     "adabelief",
     "adadelta",
