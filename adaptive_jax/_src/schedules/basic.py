@@ -205,7 +205,10 @@ class PolynomialSchedule(Schedule):
         check_count("transition_begin", self.transition_begin, low=0)
 
     def __call__(self, step):
-        remaining = 1 - ramp_fraction(step, self.transition_begin, self.transition_steps)
+        # (b + T - s) / T rather than 1 - (s - b) / T: exactly 0 from the end on, also when
+        # XLA turns the division into a multiplication (a root of 1e-17 would show).
+        end = self.transition_begin + self.transition_steps
+        remaining = jnp.clip((end - step_as_float(step)) / self.transition_steps, 0.0, 1.0)
         power = jnp.asarray(self.power).astype(remaining.dtype)
         return (self.init_value - self.end_value) * remaining**power + self.end_value
 
