@@ -40,13 +40,27 @@ from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
+from adaptive_jax._src.transforms.accumulation import MultiSteps, apply_every, skip_not_finite
+from adaptive_jax._src.transforms.averaging import (
+    ema_params,
+    lookahead,
+    parameter_ema,
+    slow_params,
+)
 from adaptive_jax._src.transforms.clipping import (
     adaptive_grad_clip,
     clip,
     clip_by_block_rms,
     clip_by_global_norm,
 )
+from adaptive_jax._src.transforms.combinators import (
+    multi_transform,
+    named_chain,
+    partition,
+    selective_transform,
+)
 from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
+from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -64,6 +78,7 @@ from adaptive_jax._src.transforms.moments.second_variants import (
 )
 from adaptive_jax._src.transforms.momentum import lion_momentum, trace
 from adaptive_jax._src.transforms.per_example import per_example_global_norm_clip
+from adaptive_jax._src.transforms.plateau import reduce_on_plateau
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -81,7 +96,6 @@ from adaptive_jax._src.transforms.regularisation import (
 from adaptive_jax._src.transforms.robustness import (
     apply_if_finite,
     skip_large_updates,
-    skip_not_finite,
     zero_nans,
 )
 from adaptive_jax._src.transforms.scaling import (
@@ -90,6 +104,7 @@ from adaptive_jax._src.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_sign,
 )
+from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
 
 __version__ = "0.2.0"
@@ -146,6 +161,23 @@ __all__ = [
     "trace",
     "yogi_moments",
     "zero_nans",
+    # wrappers and combinators: masks, groups, accumulation, averaging, plateaus
+    "MaskedNode",
+    "MultiSteps",
+    "apply_every",
+    "ema_params",
+    "freeze",
+    "lookahead",
+    "masked",
+    "multi_transform",
+    "named_chain",
+    "parameter_ema",
+    "partition",
+    "per_parameter",
+    "reduce_on_plateau",
+    "selective_transform",
+    "set_to_zero",
+    "slow_params",
     # named optimizers
     "adabelief",
     "adadelta",

@@ -3,9 +3,9 @@ r"""Robustness: skip or repair the updates computed from non-finite (or huge) gr
 * :func:`apply_if_finite` wraps an optimizer and skips a step whose gradients hold a
   NaN or an Inf (below);
 * :func:`zero_nans` replaces NaN entries by 0 and records which leaves had one;
-* :func:`skip_not_finite` and :func:`skip_large_updates` are optax's
-  ``should_skip_update_fn`` functions (for ``MultiSteps``): they decide, they do not
-  transform.
+* :func:`skip_large_updates` is optax's ``should_skip_update_fn`` of that name (for
+  ``MultiSteps``; ``skip_not_finite`` stands next to ``MultiSteps`` in
+  :mod:`adaptive_jax._src.transforms.accumulation`): it decides, it does not transform.
 
 One batch with an overflowing loss gives NaN or Inf gradients; passed to Adam they
 poison both moments, and every later step is NaN.  :func:`apply_if_finite` wraps an
@@ -186,36 +186,6 @@ class ZeroNans(Transform):
             lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates
         )
         return repaired, ZeroNansState(found_nan)
-
-
-def skip_not_finite(
-    updates: PyTree, gradient_step: Any, params: PyTree | None
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """optax's ``skip_not_finite``: skip when any entry of ``updates`` is NaN or Inf.
-
-    A ``should_skip_update_fn`` for ``MultiSteps`` (optax's or ours).
-
-    Args:
-        updates: the updates proposed.
-        gradient_step: the step within the accumulation (unused).
-        params: the parameters (unused).
-
-    Returns:
-        ``(should_skip, {"should_skip": ..., "num_not_finite": ...})``: a scalar bool, and
-        the number of non-finite entries.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> import adaptive_jax as aj
-        >>> skip, info = aj.skip_not_finite({"w": jnp.array([1.0, jnp.inf, jnp.nan])}, 0, None)
-        >>> bool(skip), int(info["num_not_finite"])
-        (True, 2)
-    """
-    del gradient_step, params
-    counts = [jnp.sum(~jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]
-    num_not_finite = sum(counts, jnp.zeros([], jnp.result_type(int)))
-    should_skip = num_not_finite > 0
-    return should_skip, {"should_skip": should_skip, "num_not_finite": num_not_finite}
 
 
 def skip_large_updates(
