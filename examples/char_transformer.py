@@ -188,23 +188,14 @@ def loss_fn(params, window, heads):
 # -- which parameters get what --------------------------------------------------------------
 
 
-def by_path(rule, params):
-    """A tree of ``rule(path)`` for every parameter, the path as a tuple of keys and indices."""
-
-    def key(entry):
-        return getattr(entry, "key", getattr(entry, "idx", entry))
-
-    return jax.tree_util.tree_map_with_path(lambda path, _: rule(tuple(map(key, path))), params)
-
-
 def decay_mask(params):
     """Weight decay on the weight matrices only: not on biases, norms or embeddings."""
-    return by_path(lambda path: path[-1] == "kernel", params)
+    return aj.per_parameter(lambda path, p: path[-1] == "kernel", params)
 
 
 def group_labels(params):
     """The embeddings form their own group ("embed"); everything else is "body"."""
-    return by_path(lambda path: "embed" if path[0] == "embed" else "body", params)
+    return aj.per_parameter(lambda path, p: "embed" if path[0] == "embed" else "body", params)
 
 
 def warmup_steps(config: Config) -> int:
