@@ -40,7 +40,27 @@ from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
-from adaptive_jax._src.transforms.clipping import clip_by_global_norm
+from adaptive_jax._src.transforms.accumulation import MultiSteps, apply_every, skip_not_finite
+from adaptive_jax._src.transforms.averaging import (
+    ema_params,
+    lookahead,
+    parameter_ema,
+    slow_params,
+)
+from adaptive_jax._src.transforms.clipping import (
+    adaptive_grad_clip,
+    clip,
+    clip_by_block_rms,
+    clip_by_global_norm,
+)
+from adaptive_jax._src.transforms.combinators import (
+    multi_transform,
+    named_chain,
+    partition,
+    selective_transform,
+)
+from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
+from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -57,6 +77,8 @@ from adaptive_jax._src.transforms.moments.second_variants import (
     yogi_moments,
 )
 from adaptive_jax._src.transforms.momentum import lion_momentum, trace
+from adaptive_jax._src.transforms.per_example import per_example_global_norm_clip
+from adaptive_jax._src.transforms.plateau import reduce_on_plateau
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -71,13 +93,18 @@ from adaptive_jax._src.transforms.regularisation import (
     add_decoupled_weight_decay,
     add_l2_regularization,
 )
-from adaptive_jax._src.transforms.robustness import apply_if_finite
+from adaptive_jax._src.transforms.robustness import (
+    apply_if_finite,
+    skip_large_updates,
+    zero_nans,
+)
 from adaptive_jax._src.transforms.scaling import (
     normalize_by_global_norm,
     scale,
     scale_by_learning_rate,
     scale_by_sign,
 )
+from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
 
 __version__ = "0.2.0"
@@ -100,20 +127,25 @@ __all__ = [
     "step_count",
     # building blocks
     "accumulate_squares",
+    "adaptive_grad_clip",
     "add_decoupled_weight_decay",
     "add_l2_regularization",
     "amsgrad_max",
     "apply_if_finite",
     "belief_second_moment",
     "centered_ema_of_squares",
+    "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "debias",
     "ema_of_gradients",
     "ema_of_squares",
     "infinity_norm_second_moment",
+    "keep_params_nonnegative",
     "lion_momentum",
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
+    "per_example_global_norm_clip",
     "precondition",
     "rectified_precondition",
     "scale",
@@ -124,8 +156,28 @@ __all__ = [
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "skip_large_updates",
+    "skip_not_finite",
     "trace",
     "yogi_moments",
+    "zero_nans",
+    # wrappers and combinators: masks, groups, accumulation, averaging, plateaus
+    "MaskedNode",
+    "MultiSteps",
+    "apply_every",
+    "ema_params",
+    "freeze",
+    "lookahead",
+    "masked",
+    "multi_transform",
+    "named_chain",
+    "parameter_ema",
+    "partition",
+    "per_parameter",
+    "reduce_on_plateau",
+    "selective_transform",
+    "set_to_zero",
+    "slow_params",
     # named optimizers
     "adabelief",
     "adadelta",

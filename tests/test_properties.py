@@ -133,6 +133,9 @@ def test_amsgrad_denominator_never_decreases(params, seed, b1, b2, spikes):
 
 BLOCKS = {
     "clip": lambda h: aj.clip_by_global_norm(0.5 + h),
+    "clip_entries": lambda h: aj.clip(0.5 + h),
+    "clip_block_rms": lambda h: aj.clip_by_block_rms(0.5 + h),
+    "zero_nans": lambda h: aj.zero_nans(),
     "trace": lambda h: aj.trace(h, nesterov=h > 0.5),
     "adam": lambda h: aj.scale_by_adam(b1=h, b2=0.99),
     "rms": lambda h: aj.scale_by_rms(decay=h),

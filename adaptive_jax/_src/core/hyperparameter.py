@@ -317,6 +317,10 @@ NONNEGATIVE = Domain("a non-negative number", 0.0, None, reparameterization=SOFT
 POSITIVE = Domain("a positive number", 0.0, None, low_inclusive=False, reparameterization=LOG)
 #: Any finite number; a schedule or a per-parameter tree.
 REAL = Domain("a finite number", schedule=True, per_parameter=True)
+FRACTION = Domain("a fraction", 0.0, 1.0, high_inclusive=True, reparameterization=LOG_ONE_MINUS)
+REDUCTION_FACTOR = Domain(
+    "a reduction factor", 0.0, 1.0, low_inclusive=False, reparameterization=LOG_ONE_MINUS
+)
 
 
 def check_count(name: str, value: Any, low: int = 1) -> None:
@@ -325,3 +329,20 @@ def check_count(name: str, value: Any, low: int = 1) -> None:
         raise TypeError(f"{name}={value!r} is invalid: expected a Python int >= {low}")
     if value < low:
         raise ValueError(f"{name}={value!r} is invalid: expected an int >= {low}")
+
+
+def check_bound(name: str, value: Any) -> None:
+    """Raise unless a concrete ``value`` is one real number in ``[0, inf]`` (inf: no bound).
+
+    For the thresholds of plain functions (not blocks) that optax lets be infinite, such
+    as ``per_example_global_norm_clip``'s ``l2_norm_clip``; a traced value is not checked.
+    """
+    if isinstance(value, Tracer):
+        return
+    if isinstance(value, bool) or np.ndim(value) != 0 or np.iscomplexobj(value):
+        raise TypeError(f"{name}={value!r} is invalid: expected one real number in [0.0, inf]")
+    number = float(np.asarray(value, np.float64))
+    if not number >= 0:  # also NaN
+        raise ValueError(
+            f"{name}={number!r} is invalid: expected a number in [0.0, inf] (inf: no bound)"
+        )

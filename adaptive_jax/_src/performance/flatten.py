@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax._src.core.combine import as_transform
-from adaptive_jax._src.core.inspect import hyperparameters
-from adaptive_jax._src.core.module import child, static
+from adaptive_jax._src.core.inspect import walk
+from adaptive_jax._src.core.module import Module, child, static
 from adaptive_jax._src.core.moments import expect_gradients
 from adaptive_jax._src.core.numerics import COUNT_DTYPE
 from adaptive_jax._src.core.protocol import PyTree, Transform
@@ -59,13 +59,13 @@ def per_parameter_hyperparameters(tx: Any) -> list[str]:
     if not isinstance(tx, Transform):
         return []
     found = []
-    for path, value in hyperparameters(tx).items():
-        if callable(value):
+    for path, value, domain in walk(tx):
+        if callable(value) or isinstance(value, Module):
             continue
         if not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(value)):
-            found.append(path)
-        elif jnp.ndim(value) > 0:
-            found.append(path)
+            found.append(jax.tree_util.keystr(path).removeprefix("."))
+        elif jnp.ndim(value) > 0 and domain.scalar:  # not an array of knots or scales
+            found.append(jax.tree_util.keystr(path).removeprefix("."))
     return found
 
 

@@ -1,4 +1,11 @@
-r"""Robustness: skip the updates computed from non-finite gradients.
+r"""Robustness: skip or repair the updates computed from non-finite (or huge) gradients.
+
+* :func:`apply_if_finite` wraps an optimizer and skips a step whose gradients hold a
+  NaN or an Inf (below);
+* :func:`zero_nans` replaces NaN entries by 0 and records which leaves had one;
+* :func:`skip_large_updates` is optax's ``should_skip_update_fn`` of that name (for
+  ``MultiSteps``; ``skip_not_finite`` stands next to ``MultiSteps`` in
+  :mod:`adaptive_jax._src.transforms.accumulation`): it decides, it does not transform.
 
 One batch with an overflowing loss gives NaN or Inf gradients; passed to Adam they
 poison both moments, and every later step is NaN.  :func:`apply_if_finite` wraps an
@@ -27,15 +34,16 @@ optimizer to skip a step completely.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from adaptive_jax._src.core.combine import as_transform
-from adaptive_jax._src.core.hyperparameter import check_count
+from adaptive_jax._src.core.hyperparameter import check_bound, check_count
 from adaptive_jax._src.core.module import child, static
-from adaptive_jax._src.core.numerics import COUNT_DTYPE, increment
+from adaptive_jax._src.core.moments import expect_gradients
+from adaptive_jax._src.core.numerics import COUNT_DTYPE, increment, squared_magnitude
 from adaptive_jax._src.core.protocol import PyTree, StepState, Transform
 from adaptive_jax._src.core.trees import zeros_like
 
@@ -137,3 +145,85 @@ class ApplyIfFinite(Transform):
 
 
 apply_if_finite = ApplyIfFinite
+
+
+class ZeroNansState(NamedTuple):
+    """State of :func:`zero_nans` (as ``optax.ZeroNansState``).
+
+    ``found_nan`` is shaped like the parameters, one boolean per leaf: whether that
+    leaf's last update held a NaN (before it was replaced by 0).
+    """
+
+    found_nan: Any
+
+
+class ZeroNans(Transform):
+    r"""Replace every NaN entry of the updates by 0: :math:`u_i = 0` if :math:`g_i` is NaN, else :math:`g_i`.
+
+    The state records, per leaf, whether the last update held a NaN (optax's
+    ``zero_nans`` and ``ZeroNansState(found_nan)``, with its numbers).  Infinities are
+    kept; a complex entry with a NaN part becomes 0.  To skip the whole step instead,
+    wrap the optimizer in :func:`apply_if_finite`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.zero_nans()
+        >>> grads = {"w": jnp.array([1.0, jnp.nan]), "b": jnp.array([2.0])}
+        >>> updates, state = tx.update(grads, tx.init(grads))
+        >>> updates["w"].tolist(), bool(state.inner.found_nan["w"]), bool(state.inner.found_nan["b"])
+        ([1.0, 0.0], True, False)
+    """
+
+    def init_state(self, params):
+        # One array per leaf: an array shared by two leaves could not be donated.
+        return ZeroNansState(jax.tree_util.tree_map(lambda _: jnp.zeros([], bool), params))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "zero_nans")
+        found_nan = jax.tree_util.tree_map(lambda u: jnp.any(jnp.isnan(u)), updates)
+        repaired = jax.tree_util.tree_map(
+            lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates
+        )
+        return repaired, ZeroNansState(found_nan)
+
+
+def skip_large_updates(
+    updates: PyTree, gradient_step: Any, params: PyTree | None, max_squared_norm: Any
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    r"""optax's ``skip_large_updates``: skip unless :math:`\|u\|_2^2 <` ``max_squared_norm``.
+
+    A ``should_skip_update_fn`` for ``MultiSteps`` once ``max_squared_norm`` is bound,
+    e.g. ``functools.partial(aj.skip_large_updates, max_squared_norm=100.0)``.  A NaN
+    norm is skipped too.  The squared norm is :math:`\sum |u_i|^2` (optax squares
+    complex entries without conjugating; this uses the magnitude).
+
+    Args:
+        updates: the updates proposed.
+        gradient_step: the step within the accumulation (unused).
+        params: the parameters (unused).
+        max_squared_norm: the squared global norm from which updates are skipped, in
+            :math:`[0, \infty]` (a negative or NaN value, which would skip every
+            update, raises ``ValueError``).
+
+    Returns:
+        ``(should_skip, {"should_skip": ..., "norm_squared": ...})``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> skip, info = aj.skip_large_updates({"w": jnp.array([3.0, 4.0])}, 0, None, 20.0)
+        >>> bool(skip), float(info["norm_squared"])  # 25 >= 20
+        (True, 25.0)
+    """
+    del gradient_step, params
+    check_bound("max_squared_norm", max_squared_norm)
+    leaves = jax.tree_util.tree_leaves(updates)
+    wide = any(jnp.finfo(jnp.result_type(u)).bits == 64 for u in leaves)
+    dtype = jnp.float64 if wide else jnp.float32
+    norm_squared = sum((jnp.sum(squared_magnitude(u, dtype)) for u in leaves), jnp.zeros([], dtype))
+    should_skip = jnp.logical_not(norm_squared < jnp.asarray(max_squared_norm).astype(dtype))
+    return should_skip, {"should_skip": should_skip, "norm_squared": norm_squared}
+
+
+zero_nans = ZeroNans

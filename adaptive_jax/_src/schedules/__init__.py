@@ -1,0 +1,1 @@
+"""Pytree schedules: the implementation of :mod:`adaptive_jax.schedules`."""
