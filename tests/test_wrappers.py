@@ -180,6 +180,20 @@ CASES = {
         aj.chain(aj.adam(0.05), aj.apply_every(3)),
         optax.chain(optax.adam(0.05), optax.apply_every(3)),
     ),
+    "aj_masked_inside_optax_partition": Case(
+        optax.partition({"adam": aj.masked(aj.adam(0.05), is_matrix), "sgd": aj.sgd(0.1)}, LABELS),
+        optax.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": optax.sgd(0.1)}, LABELS
+        ),
+    ),
+    "optax_masked_inside_aj_partition": Case(
+        aj.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": aj.sgd(0.1)}, LABELS
+        ),
+        optax.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": optax.sgd(0.1)}, LABELS
+        ),
+    ),
     "reduce_on_plateau": Case(
         aj.chain(aj.sgd(0.2), aj.reduce_on_plateau(**PLATEAU)),
         optax.chain(optax.sgd(0.2), optax.contrib.reduce_on_plateau(**PLATEAU)),
@@ -264,6 +278,35 @@ def test_multi_steps_state_matches_optax_with_skipped_updates():
         np.testing.assert_array_equal(x, y)
     assert int(a[2][-1]) == (STEPS - int(poisoned.sum())) // k  # only finite calls count
     assert np.all(np.isfinite(a[0]["W"]))
+
+
+def test_multi_steps_accumulates_bfloat16_gradients_in_float32_as_optax():
+    """bfloat16 gradients: the accumulator is float32 (optax's default), the mean cast back."""
+    params = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), INITIAL)
+    grads = [
+        jax.tree_util.tree_map(lambda x, i=i: (x * (1 + 0.37 * i)).astype(jnp.bfloat16), INITIAL)
+        for i in range(6)
+    ]
+    ours = aj.MultiSteps(aj.sgd(0.5), 3)
+    theirs = optax.MultiSteps(optax.sgd(0.5), 3)
+
+    def steps(tx):
+        state, out = tx.init(params), []
+        for g in grads:
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = tx.update(g, state, params)
+            out.append(updates)
+        return out, state
+
+    (a, state_a), (b, _) = steps(ours), steps(theirs)
+    for u, v in zip(a, b):
+        for leaf in INITIAL:
+            assert u[leaf].dtype == v[leaf].dtype == jnp.bfloat16
+            np.testing.assert_array_equal(
+                np.asarray(u[leaf], np.float64), np.asarray(v[leaf], np.float64)
+            )
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(state_a.inner.acc_grads))
+    assert np.max(np.abs(np.asarray(a[2]["W"], np.float64))) > 0.1
 
 
 def test_parameter_ema_equals_optax_ema_of_the_parameter_sequence():
