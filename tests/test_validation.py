@@ -47,7 +47,8 @@ RULES = {
     "trust_coefficient": NONNEGATIVE,
     "hypergrad_lr": NONNEGATIVE,
     "learning_rate": FINITE,
-    "factor": FINITE,
+    # scale's factor is any finite number; reduce_on_plateau's a fraction in (0, 1).
+    "factor": (("[-inf, inf)", "(0.0, 1.0)"), [math.nan, math.inf, -math.inf]),
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     # A range particular to one constructor (radam): only non-finite values are shared.
     "threshold": (None, [math.nan, math.inf]),

@@ -180,6 +180,20 @@ CASES = {
         aj.chain(aj.adam(0.05), aj.apply_every(3)),
         optax.chain(optax.adam(0.05), optax.apply_every(3)),
     ),
+    "aj_masked_inside_optax_partition": Case(
+        optax.partition({"adam": aj.masked(aj.adam(0.05), is_matrix), "sgd": aj.sgd(0.1)}, LABELS),
+        optax.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": optax.sgd(0.1)}, LABELS
+        ),
+    ),
+    "optax_masked_inside_aj_partition": Case(
+        aj.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": aj.sgd(0.1)}, LABELS
+        ),
+        optax.partition(
+            {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": optax.sgd(0.1)}, LABELS
+        ),
+    ),
     "reduce_on_plateau": Case(
         aj.chain(aj.sgd(0.2), aj.reduce_on_plateau(**PLATEAU)),
         optax.chain(optax.sgd(0.2), optax.contrib.reduce_on_plateau(**PLATEAU)),
@@ -266,6 +280,35 @@ def test_multi_steps_state_matches_optax_with_skipped_updates():
     assert np.all(np.isfinite(a[0]["W"]))
 
 
+def test_multi_steps_accumulates_bfloat16_gradients_in_float32_as_optax():
+    """bfloat16 gradients: the accumulator is float32 (optax's default), the mean cast back."""
+    params = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), INITIAL)
+    grads = [
+        jax.tree_util.tree_map(lambda x, i=i: (x * (1 + 0.37 * i)).astype(jnp.bfloat16), INITIAL)
+        for i in range(6)
+    ]
+    ours = aj.MultiSteps(aj.sgd(0.5), 3)
+    theirs = optax.MultiSteps(optax.sgd(0.5), 3)
+
+    def steps(tx):
+        state, out = tx.init(params), []
+        for g in grads:
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = tx.update(g, state, params)
+            out.append(updates)
+        return out, state
+
+    (a, state_a), (b, _) = steps(ours), steps(theirs)
+    for u, v in zip(a, b):
+        for leaf in INITIAL:
+            assert u[leaf].dtype == v[leaf].dtype == jnp.bfloat16
+            np.testing.assert_array_equal(
+                np.asarray(u[leaf], np.float64), np.asarray(v[leaf], np.float64)
+            )
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(state_a.inner.acc_grads))
+    assert np.max(np.abs(np.asarray(a[2]["W"], np.float64))) > 0.1
+
+
 def test_parameter_ema_equals_optax_ema_of_the_parameter_sequence():
     decay = 0.8
     tx = aj.chain(aj.adam(0.05), aj.parameter_ema(decay))
@@ -288,24 +331,29 @@ def test_parameter_ema_equals_optax_ema_of_the_parameter_sequence():
     assert np.max(np.abs(ours["W"][-1] - params["W"][-1])) > 1e-3
 
 
+def optax_lookahead(tx, steps):
+    """optax's ``LookaheadParams`` after each of ``steps`` steps of ``tx``."""
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jax.grad(loss)(params.fast), state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, state), params
+
+    start = optax.LookaheadParams.init_synced(INITIAL)
+    with jax.numpy_dtype_promotion("standard"):
+        return jax.lax.scan(step, (start, tx.init(start)), None, length=steps)[1]
+
+
 @pytest.mark.parametrize("reset_state", [False, True])
 def test_lookahead_with_ordinary_params_matches_optax_lookahead_params(reset_state):
     """Our params are optax's fast parameters; ``slow_params(state)`` its slow ones."""
     ours = aj.lookahead(aj.adam(0.1), sync_period=4, slow_step_size=0.5, reset_state=reset_state)
     theirs = optax.lookahead(optax.adam(0.1), 4, 0.5, reset_state=reset_state)
 
-    def optax_run():
-        def step(carry, _):
-            params, state = carry
-            updates, state = theirs.update(jax.grad(loss)(params.fast), state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, state), params
-
-        start = optax.LookaheadParams.init_synced(INITIAL)
-        with jax.numpy_dtype_promotion("standard"):
-            return jax.lax.scan(step, (start, theirs.init(start)), None, length=STEPS)[1]
-
-    (fast, slow), reference = run(lambda: (trajectory(ours, read=aj.slow_params), optax_run()))
+    (fast, slow), reference = run(
+        lambda: (trajectory(ours, read=aj.slow_params), optax_lookahead(theirs, STEPS))
+    )
     assert_trees_close(fast, reference.fast)
     assert_trees_close(slow, reference.slow)
     assert np.max(np.abs(slow["W"][-1] - np.asarray(INITIAL["W"]))) > 1e-3
@@ -372,52 +420,81 @@ def test_vmap_over_a_population_of_wrapped_optimizers_matches_optax_member_by_me
 
 
 # --- the training-step helpers -------------------------------------------------------------
+# One composite transformation holds every wrapper, so each helper compiles twice, not once
+# per wrapper.  make_train_step passes the loss as value= (read by reduce_on_plateau).
 
-STEP_CASES = sorted(CASES) + ["parameter_ema", "lookahead"]
-
-
-def _step_case(name):
-    if name == "parameter_ema":
-        return Case(aj.chain(aj.adam(0.05), aj.parameter_ema(0.8)), optax.adam(0.05))
-    if name == "lookahead":
-        return Case(aj.lookahead(aj.adam(0.1), 4, 0.5), None)
-    return CASES[name]
+FROZEN_B = {"W": False, "b": True, "s": False, "v": False}
 
 
-@pytest.mark.parametrize("name", STEP_CASES)
-def test_every_wrapper_runs_through_make_train_step_and_update_step(name, trajectories):
-    """``make_train_step`` passes the loss as ``value=``; ``update_step`` takes it as a keyword."""
-    case, steps = _step_case(name), 7
-    if name in trajectories[1]:
-        expected = jax.tree_util.tree_map(lambda x: x[steps - 1], trajectories[1][name])
-    elif name == "lookahead":  # the fast weights of optax's lookahead after 7 steps (sync at 4)
-        ref = optax.lookahead(optax.adam(0.1), 4, 0.5)
-        params = optax.LookaheadParams.init_synced(INITIAL)
-        state = ref.init(params)
-        for _ in range(steps):
-            with jax.numpy_dtype_promotion("standard"):
-                updates, state = ref.update(jax.grad(loss)(params.fast), state, params)
-            params = optax.apply_updates(params, updates)
-        expected = params.fast
-    else:
-        expected = jax.tree_util.tree_map(
-            lambda x: x[steps - 1], trajectory(case.theirs, steps=steps)[0]
-        )
-    tx = case.ours
+def composite():
+    groups = aj.partition({"adam": aj.masked(aj.adam(0.05), is_matrix), "sgd": aj.sgd(0.1)}, LABELS)
+    named = aj.named_chain(("groups", groups), ("every", aj.apply_every(2)))
+    return aj.chain(
+        aj.MultiSteps(named, 2),
+        aj.selective_transform(aj.scale(2.0), freeze_mask=FROZEN_B),
+        aj.freeze({"W": False, "b": False, "s": True, "v": False}),
+        aj.reduce_on_plateau(**PLATEAU),
+    )
+
+
+def composite_optax():
+    groups = optax.partition(
+        {"adam": optax.masked(optax.adam(0.05), is_matrix), "sgd": optax.sgd(0.1)}, LABELS
+    )
+    named = optax.named_chain(("groups", groups), ("every", optax.apply_every(2)))
+    return optax.chain(
+        optax.MultiSteps(named, 2, accumulator_dtype=jnp.float64),
+        optax.selective_transform(optax.scale(2.0), freeze_mask=FROZEN_B),
+        optax.freeze({"W": False, "b": False, "s": True, "v": False}),
+        optax.contrib.reduce_on_plateau(**PLATEAU),
+    )
+
+
+def through_helpers(tx, steps):
+    """Parameters after ``steps`` steps of make_train_step, and of update_step."""
     train_step = aj.make_train_step(loss)
     params = jax.tree_util.tree_map(jnp.array, INITIAL)
     state = tx.init(params)
     for _ in range(steps):
         params, state, _ = train_step(tx, params, state)
-    assert_trees_close(params, expected)
-
+    by_train_step = params
     params = jax.tree_util.tree_map(jnp.array, INITIAL)
     state = tx.init(params)
     for _ in range(steps):
         value, grads = jax.value_and_grad(loss)(params)
-        extra = {"value": value} if case.value else {}
-        params, state = aj.update_step(tx, params, state, grads, **extra)
-    assert_trees_close(params, expected)
+        params, state = aj.update_step(tx, params, state, grads, value=value)
+    return by_train_step, params, state
+
+
+def test_every_wrapper_runs_through_make_train_step_and_update_step():
+    steps = 12
+    expected = run(lambda: trajectory(composite_optax(), value=True, steps=steps)[0])
+    expected = jax.tree_util.tree_map(lambda x: x[-1], expected)
+    by_train_step, by_update_step, _ = through_helpers(composite(), steps)
+    assert_trees_close(by_train_step, expected)
+    assert_trees_close(by_update_step, expected)
+    assert np.all(by_update_step["b"] == INITIAL["b"]) and np.all(
+        by_update_step["s"] == INITIAL["s"]
+    )
+    assert np.max(np.abs(by_update_step["W"] - INITIAL["W"])) > 1e-3
+
+
+def test_lookahead_and_parameter_ema_run_through_the_step_helpers():
+    """Lookahead's ordinary params go through the helpers; against optax's fast weights."""
+    steps = 7  # a synchronisation at step 4
+    tx = aj.chain(aj.lookahead(aj.adam(0.1), 4, 0.5), aj.parameter_ema(0.8))
+    history = run(lambda: optax_lookahead(optax.lookahead(optax.adam(0.1), 4, 0.5), steps))
+    final = jax.tree_util.tree_map(lambda x: x[-1], history)
+    by_train_step, by_update_step, state = through_helpers(tx, steps)
+    assert_trees_close(by_train_step, final.fast)
+    assert_trees_close(by_update_step, final.fast)
+    assert_trees_close(aj.slow_params(state), final.slow)
+    # the debiased average of the fast weights: sum_i 0.2 * 0.8^(7-i) theta_i / (1 - 0.8^7)
+    weights = [0.2 * 0.8 ** (steps - 1 - i) for i in range(steps)]
+    average = jax.tree_util.tree_map(
+        lambda x: sum(w * x[i] for i, w in enumerate(weights)) / (1 - 0.8**steps), history.fast
+    )
+    assert_trees_close(aj.ema_params(state), average)
 
 
 # --- bad inputs ----------------------------------------------------------------------------
