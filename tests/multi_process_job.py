@@ -5,14 +5,17 @@ devices, or as 1 process x 8 devices, it writes what it computed to ``DIR`` (``.
 files, by process 0) and the orbax checkpoints to ``DIR/ckpt_*``.  Not collected by
 pytest (its name does not start with ``test_``).
 
-Phases (the test runs them in this order):
+Phases (the test runs ``train`` and ``single`` side by side, then ``reshape`` and
+``resume``):
 
 * ``train`` (2 x 4): data-parallel Adam with ZeRO-1 state, a population of learning
   rates sharded over the 8 devices, then a checkpointed run in which process 1 kills
   itself with SIGKILL right after starting the save of step ``CRASH_STEP``.
-* ``single`` (1 x 8): the same data-parallel run and population on one process; the
-  uninterrupted run; a resume of the 2-process checkpoint on a 4-device mesh; a resume
-  with new hyperparameters; a checkpoint for the reverse change of shape.
+* ``single`` (1 x 8): the same data-parallel run and population in one process; on 4 of
+  its devices the uninterrupted run, a checkpoint at ``RESHAPE_STEP`` for the change of
+  shape 1 -> 2 processes, and a run that switches to new hyperparameters there.
+* ``reshape`` (1 x 4): the 2-process checkpoint restored on a 4-device mesh and resumed,
+  with the same and with new hyperparameters.
 * ``resume`` (2 x 4): a restart from the latest complete checkpoint after the crash, and
   a resume of the 1-process checkpoint.
 
@@ -51,6 +54,7 @@ STEPS, BATCH, FEATURES, GROUPS = 8, 32, 16, 8
 SAVE_EVERY, CRASH_STEP, RESHAPE_STEP = 2, 6, 4
 LEARNING_RATE, NEW_LEARNING_RATE = 0.05, 0.02
 RATES = np.logspace(-3, -0.5, 16)  # the population: two learning rates per device
+POPULATION_STEPS = 30
 
 rng = np.random.default_rng(0)
 DATA_X = rng.normal(size=(STEPS, BATCH, FEATURES))
@@ -66,6 +70,10 @@ INITIAL = {
 def loss(params, x, y):
     hidden = jnp.tanh(x @ params["w1"] + params["b1"])
     return jnp.mean(((hidden @ params["w2"])[:, 0] + params["b2"] - y) ** 2)
+
+
+def quadratic(w):
+    return jnp.sum((w - 1.0) ** 2 * jnp.arange(1.0, 5.0))
 
 
 def global_array(host, sharding):
@@ -206,18 +214,17 @@ def data_parallel_and_population(directory, tag):
     params, state = train(layout, tx, params, state, range(STEPS), kind="psum")
     save_npz(directory, f"dp_{tag}", {"params": gathered(params), "opt_state": gathered(state)})
 
-    def final_loss(rate):
+    def final_loss(rate):  # Adam at this rate on a small quadratic
         tx = aj.adam(rate)
-        x, y = DATA_X.reshape(-1, FEATURES), DATA_Y.reshape(-1)
 
         def body(carry, _):
-            params, state = carry
-            updates, state = tx.update(jax.grad(loss)(params, x, y), state, params)
-            return (aj.apply_updates(params, updates), state), None
+            w, state = carry
+            updates, state = tx.update(jax.grad(quadratic)(w), state, w)
+            return (aj.apply_updates(w, updates), state), None
 
-        params = jax.tree_util.tree_map(jnp.asarray, INITIAL)
-        (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=STEPS)
-        return loss(params, x, y)
+        w = jnp.zeros(4)
+        (w, _), _ = jax.lax.scan(body, (w, tx.init(w)), None, length=POPULATION_STEPS)
+        return quadratic(w)
 
     population = jax.jit(jax.vmap(final_loss), out_shardings=layout.by_data)
     losses = population(global_array(RATES, layout.by_data))
@@ -258,7 +265,7 @@ def phase_train(directory):
 def phase_single(directory):
     data_parallel_and_population(directory, "1x8")
     tx = aj.adam(LEARNING_RATE)
-    four = Layout(tx, jax.devices()[:4])  # another mesh than the 2 x 4 job's
+    four = Layout(tx, jax.devices()[:4])
     params = four.params(INITIAL)
     params, state = train(four, tx, params, four.init(tx, params), range(RESHAPE_STEP))
     with manager_at(directory / "ckpt_1p") as manager:  # for the reverse change of shape
@@ -271,6 +278,10 @@ def phase_single(directory):
     switched = train(four, new_tx, params, state, range(RESHAPE_STEP, STEPS))
     save_npz(directory, "switched_in_memory", gathered(switched))
 
+
+def phase_reshape(directory):
+    tx = aj.adam(LEARNING_RATE)
+    four = Layout(tx, jax.devices())  # 1 x 4: another mesh than the 2 x 4 job's
     _, params, state = restore(four, tx, directory / "ckpt_2p", RESHAPE_STEP)
     mu = state.inner[0].mu["w1"]
     placement = {
@@ -278,16 +289,14 @@ def phase_single(directory):
         "shard": mu.addressable_shards[0].data.shape,
     }
     (directory / "restored_placement.json").write_text(json.dumps(placement))
+    final = train(four, tx, params, state, range(RESHAPE_STEP, STEPS))
+    save_npz(directory, "resumed_2p_to_1p", gathered(final))
     traces = TRACES["invariant_step"]
-    save_npz(
-        directory,
-        "resumed_2p_to_1p",
-        gathered(train(four, tx, params, state, range(RESHAPE_STEP, STEPS))),
-    )
+    new_tx = aj.adam(NEW_LEARNING_RATE)
     switched = train(four, new_tx, params, state, range(RESHAPE_STEP, STEPS))
     save_npz(directory, "switched_after_restore", gathered(switched))
     (directory / "traces.json").write_text(
-        json.dumps({"before_resume": traces, "after_resume": TRACES["invariant_step"]})
+        json.dumps({"first_run": traces, "after_new_hyperparameters": TRACES["invariant_step"]})
     )
 
 
@@ -306,4 +315,10 @@ def phase_resume(directory):
 
 if __name__ == "__main__":
     phase, directory = sys.argv[1], Path(sys.argv[2])
-    {"train": phase_train, "single": phase_single, "resume": phase_resume}[phase](directory)
+    phases = {
+        "train": phase_train,
+        "single": phase_single,
+        "reshape": phase_reshape,
+        "resume": phase_resume,
+    }
+    phases[phase](directory)

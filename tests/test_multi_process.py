@@ -1,9 +1,10 @@
 """Many processes: 2 JAX processes x 4 CPU devices, joined by ``jax.distributed`` (gloo).
 
-Three jobs of ``tests/multi_process_job.py`` (read its docstring) run once for the
-module, each bounded in time, with every process killed on failure: a 2-process job
-that trains and is killed mid-run, a 1-process job on 8 devices, and a 2-process job
-that restarts.  The checks compare their outputs:
+Four jobs of ``tests/multi_process_job.py`` (read its docstring) run once for the
+module, two at a time, each bounded in time, with every process killed on failure: a
+2-process job that trains and is killed mid-run beside a 1-process job on 8 devices,
+then a 1-process job that restores the 2-process checkpoint beside a 2-process job that
+restarts.  The checks compare their outputs:
 
 * data-parallel ZeRO-1 Adam and a sharded population give the numbers of one process
   with 8 devices (and, to rounding, of a plain single-device loop);
@@ -21,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -48,22 +50,28 @@ def run_phase(phase, directory, num_processes, devices_per_process):
     )
 
 
+def plant_a_half_written_checkpoint(checkpoints, step):
+    """A copy of a complete checkpoint under an unfinished name, one file missing."""
+    complete = checkpoints / str(job.RESHAPE_STEP)
+    if complete.exists():
+        partial = checkpoints / f"{step}.orbax-checkpoint-tmp-1764000000"
+        shutil.copytree(complete, partial)
+        next(path for path in sorted(partial.rglob("*")) if path.is_file()).unlink()
+
+
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
-    """The three jobs, in order; (folder, {phase: LocalJob}).  No process outlives it."""
+    """The four jobs, two at a time; (folder, {phase: LocalJob}).  No process outlives it."""
     directory = tmp_path_factory.mktemp("multi_process")
-    done = {"train": run_phase("train", directory, 2, 4)}
-    # A save that never finished, of a later step than any complete one.
-    complete = directory / "ckpt_2p" / str(job.RESHAPE_STEP)
-    if complete.exists():
-        partial = directory / "ckpt_2p" / "8.orbax-checkpoint-tmp-1764000000"
-        shutil.copytree(complete, partial)
-        for path in sorted(partial.rglob("*")):
-            if path.is_file():
-                path.unlink()  # the first file written is gone again: half-written
-                break
-    done["single"] = run_phase("single", directory, 1, 8)
-    done["resume"] = run_phase("resume", directory, 2, 4)
+    layouts = {"train": (2, 4), "single": (1, 8), "reshape": (1, 4), "resume": (2, 4)}
+
+    def run(phase):
+        return phase, run_phase(phase, directory, *layouts[phase])
+
+    with ThreadPoolExecutor(2) as pool:
+        done = dict(pool.map(run, ["train", "single"]))
+        plant_a_half_written_checkpoint(directory / "ckpt_2p", step=job.STEPS)
+        done.update(pool.map(run, ["reshape", "resume"]))
     return directory, done
 
 
@@ -218,7 +226,7 @@ def test_population_sharded_over_both_processes_matches_one_process(jobs):
 
 
 def test_two_process_checkpoint_resumes_in_one_process_on_a_four_device_mesh(jobs):
-    directory = finished(jobs, "single")
+    directory = finished(jobs, "reshape")
     placement = json.loads((directory / "restored_placement.json").read_text())
     # Resharded on restore: mu of w1 (16 x 32) split 4 ways along its 32 columns.
     assert placement == {"devices": 4, "shard": [16, 8]}
@@ -231,9 +239,9 @@ def test_one_process_checkpoint_resumes_in_two_processes(jobs):
 
 
 def test_new_hyperparameters_after_a_restore_keep_the_state_and_do_not_recompile(jobs):
-    directory = finished(jobs, "single")
+    directory = finished(jobs, "single") and finished(jobs, "reshape")
     traces = json.loads((directory / "traces.json").read_text())
-    assert traces["after_resume"] == traces["before_resume"] == 1
+    assert traces["after_new_hyperparameters"] == traces["first_run"] == 1
     switched = load(directory, "switched_after_restore")
     assert_bit_identical(switched, load(directory, "switched_in_memory"))
     assert max_difference(switched, load(directory, "uninterrupted")) > 1e-3  # the new rate
