@@ -172,6 +172,9 @@ def train(layout, tx, params, state, steps, kind="invariant", manager=None, cras
     tx_arrays = layout.hyperparameters(tx)
     for t in steps:
         params, state = step(tx_arrays, params, state, *layout.batch(t))
+        # One step in flight at a time: with many queued, gloo's collectives between the
+        # processes were seen to stall (JAX 0.10.2, CPU).
+        jax.block_until_ready(params)
         if manager is not None and (t + 1) % SAVE_EVERY == 0:
             manager.save(t + 1, args=ocp.args.StandardSave({"params": params, "opt_state": state}))
         if crash_at == t + 1:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -259,3 +260,28 @@ def test_a_killed_job_restarts_from_its_latest_complete_checkpoint(jobs):
     # Not the planted half-written step 8, nor the unfinished step 6.
     assert json.loads((restarted / "restart_step.json").read_text()) == job.RESHAPE_STEP
     assert_bit_identical(load(directory, "resumed_after_crash"), load(directory, "uninterrupted"))
+
+
+def test_launched_processes_die_with_a_killed_launcher(tmp_path):
+    launcher = (
+        "import sys, adaptive_jax as aj\n"
+        'child = \'import os, time; open(os.path.join(sys.argv[1], str(os.getpid())), "w"); '
+        "time.sleep(60)'\n"
+        "aj.sharding.launch_local_processes([sys.executable, '-c', 'import sys; ' + child, "
+        "sys.argv[1]], 2, 1, timeout=120)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(python(launcher) + [str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = [int(path.name) for path in tmp_path.iterdir()]
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)
+        process.kill()  # SIGKILL: the launcher's own clean-up never runs
+        process.wait()
+        time.sleep(0.5)
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        process.kill()
+        process.wait()

@@ -11,10 +11,12 @@ are killed at once; so is every process once ``timeout`` has passed.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -65,6 +67,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """Linux: SIGKILL this process when the launcher's thread dies, however it dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _kill(process: subprocess.Popen) -> None:
     if process.poll() is None:
         try:  # its own session: whatever it started dies with it
@@ -90,8 +100,9 @@ def launch_local_processes(
     ``XLA_FLAGS=--xla_force_host_platform_device_count=<devices_per_process>``.  Returns
     when every process has exited, as soon as one exits with a non-zero status (the others
     are then killed with SIGKILL: they would wait forever in a collective), or at
-    ``timeout`` seconds (all are killed).  No process outlives the call, even when it is
-    interrupted.
+    ``timeout`` seconds (all are killed).  No process outlives the call: an exception
+    (``KeyboardInterrupt``) kills them on the way out, and on Linux each process is also
+    killed when the launcher itself dies (``PR_SET_PDEATHSIG``), even by SIGKILL.
 
     Args:
         argv: the command of every process, e.g. ``[sys.executable, "train.py"]``.
@@ -128,6 +139,7 @@ def launch_local_processes(
                         stdout=out,
                         stderr=err,
                         start_new_session=True,
+                        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                     )
                 )
             while True:
