@@ -35,9 +35,9 @@ gradient is taken in the chosen :class:`~adaptive_jax.meta.Mode`) or an
 from __future__ import annotations
 
 import functools
-import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -51,6 +51,8 @@ from adaptive_jax._src.core.protocol import PyTree, Transform, apply_updates
 from adaptive_jax._src.meta.estimator import as_estimator
 from adaptive_jax._src.meta.learned import Learned
 from adaptive_jax._src.meta.modes import Mode
+from adaptive_jax._src.meta.progress import progress_bar
+from adaptive_jax._src.meta.resume import MetaCheckpoints
 from adaptive_jax._src.transforms.clipping import clip_by_global_norm
 
 
@@ -194,45 +196,6 @@ def _identity(tree: PyTree) -> PyTree:
     return tree
 
 
-class _StderrProgress:
-    """A one-line progress report for when tqdm is not installed."""
-
-    def __init__(self, total: int):
-        self.total, self.done = total, 0
-
-    def update(self, steps: int, loss: float) -> None:
-        self.done += steps
-        print(
-            f"\rmeta-train {self.done}/{self.total}  meta-loss {loss:.4g}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        print(file=sys.stderr, flush=True)
-
-
-class _TqdmProgress:
-    def __init__(self, tqdm: Any, total: int):
-        self.bar = tqdm(total=total, desc="meta-train")
-
-    def update(self, steps: int, loss: float) -> None:
-        self.bar.set_postfix(meta_loss=f"{loss:.4g}", refresh=False)
-        self.bar.update(steps)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _progress_bar(total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _StderrProgress(total)
-    return _TqdmProgress(tqdm, total)
-
-
 def _concatenate(chunks: list[PyTree]) -> PyTree:
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
 
@@ -254,6 +217,8 @@ def meta_train(
     record: Callable[[PyTree], PyTree] | None = None,
     progress: bool = True,
     iterations_per_call: int = 1,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
 ) -> MetaTrainResult:
     r"""Meta-train the hyperparameters of ``meta_params`` for ``num_iterations`` outer steps.
 
@@ -283,11 +248,18 @@ def meta_train(
             the history keeps for each iteration (default: all of it).
         progress: show a progress bar (tqdm if installed, else a line on stderr).
         iterations_per_call: outer iterations run by one compiled call (a ``lax.scan``).
+        checkpoint_dir: save the run's state there (with orbax-checkpoint) and, if it holds
+            a checkpoint already, resume from the latest complete one: the result is bit
+            for bit that of an uninterrupted run (call again with the same arguments).
+        checkpoint_every: iterations between checkpoints (a multiple of
+            ``iterations_per_call``; default ``iterations_per_call``); the last
+            iteration is always saved.
 
     Returns:
         :class:`MetaTrainResult`: the last and the best iterate, and the history.
 
     Raises:
+        ValueError: ``checkpoint_every`` is not a multiple of ``iterations_per_call``.
         HyperparameterLookupError: a name in ``learn`` is not a hyperparameter.
         TypeError: ``learn`` or ``reparameterize`` with meta-parameters that are not a
             transformation, or with an estimator that cannot be re-coordinated.
@@ -304,6 +276,12 @@ def meta_train(
     """
     if iterations_per_call < 1:
         raise ValueError(f"iterations_per_call must be at least 1, got {iterations_per_call}")
+    checkpoint_every = iterations_per_call if checkpoint_every is None else checkpoint_every
+    if checkpoint_every < 1 or checkpoint_every % iterations_per_call:
+        raise ValueError(  # a checkpoint between the iterations of one compiled call
+            f"checkpoint_every={checkpoint_every} must be a positive multiple of "
+            f"iterations_per_call={iterations_per_call}"
+        )
     if not 0.0 < shrink < 1.0:
         raise ValueError(f"shrink={shrink!r} is invalid: expected a number in (0, 1)")
     is_transform = isinstance(meta_params, Transform)
@@ -342,11 +320,17 @@ def meta_train(
     run_chunk = _compiled_steps(estimator)
     record = _identity if record is None else record
 
-    rows, columns = [], []
-    warned = False
-    bar = _progress_bar(num_iterations) if progress else None
+    rows, columns, warned, start = [], [], False, 0
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = MetaCheckpoints(checkpoint_dir, checkpoint_every)
+        resumed = checkpoints.restore_latest(carry, jax.eval_shape(record, decode(z)))
+        if resumed is not None:
+            start, carry, warned = resumed.iteration, resumed.carry, resumed.warned
+            rows, columns = [resumed.rows], [resumed.columns]
+    bar = progress_bar(num_iterations, start) if progress else None
     try:
-        for first in range(0, num_iterations, iterations_per_call):
+        for first in range(start, num_iterations, iterations_per_call):
             length = min(iterations_per_call, num_iterations - first)
             carry, (chunk_rows, *outputs) = run_chunk(
                 outer, carry, settings=settings, record=record, length=length
@@ -357,11 +341,17 @@ def meta_train(
                 warned = True
             rows.append(jax.device_get(chunk_rows))
             columns.append((losses, norms, rejected, scales))
+            if checkpoints is not None:
+                rows, columns = [_concatenate(rows)], [_concatenate(columns)]
+                done = first + length
+                checkpoints.save(done, carry, rows[0], columns[0], warned, done == num_iterations)
             if bar is not None:
                 bar.update(length, float(losses[-1]))
     finally:
         if bar is not None:
             bar.close()
+        if checkpoints is not None:
+            checkpoints.close()
     losses, norms, rejected, scales = (
         np.concatenate([column[i] for column in columns]) if columns else np.zeros([0])
         for i in range(4)

@@ -43,7 +43,9 @@ from adaptive_jax._src.performance.native import fused_apply_step
 from adaptive_jax._src.performance.native.fused import MIN_SIZE
 
 _TRACER = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
-_ARRAY = type(jnp.zeros(()))  # the concrete jax.Array class (an isinstance check costs more)
+# The concrete jax.Array class (an isinstance check costs more).  Not type(jnp.zeros(())):
+# that would start JAX's backend on import, and jax.distributed.initialize must come first.
+_ARRAY = jax._src.array.ArrayImpl  # pyright: ignore[reportAttributeAccessIssue]
 _SINGLE_DEVICE = jax.sharding.SingleDeviceSharding
 
 

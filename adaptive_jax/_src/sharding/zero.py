@@ -77,3 +77,33 @@ def zero1_state_shardings(tx: Any, params: PyTree, mesh: Mesh, data_axis: str = 
     return jax.tree_util.tree_map(
         lambda s: NamedSharding(mesh, _split_over(tuple(s.shape), axis_size, data_axis)), shapes
     )
+
+
+def abstract_state(tx: Any, params: PyTree, shardings: Any) -> PyTree:
+    """``tx.init(params)`` as ``jax.ShapeDtypeStruct`` leaves placed by ``shardings``.
+
+    The target to restore a checkpointed optimizer state into, in another layout than
+    the one that saved it (another mesh, another number of processes): orbax's
+    ``StandardRestore`` reads each array's shards where ``shardings`` puts them.
+    ``shardings`` is one sharding for every leaf, or a tree of them such as
+    :func:`zero1_state_shardings` returns.  Pass ``tx=lambda p: p`` for the parameters.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> target = aj.sharding.abstract_state(
+        ...     aj.adam(), {"w": jnp.ones((4, 2))},
+        ...     aj.sharding.zero1_state_shardings(aj.adam(), {"w": jnp.ones((4, 2))}, mesh))
+        >>> target.inner[0].mu["w"].shape, target.inner[0].mu["w"].sharding.spec
+        ((4, 2), P('data', None))
+    """
+    init = getattr(tx, "init", tx)
+    shapes = jax.eval_shape(init, _abstract(params))
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree_util.tree_map(lambda _: shardings, shapes)
+    return jax.tree_util.tree_map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        shapes,
+        shardings,
+    )
