@@ -17,13 +17,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaptive_jax._src.core.combine import Chain, aliased_chain, chain
 from adaptive_jax._src.core.hyperparameter import EPSILON, PerParameter
 from adaptive_jax._src.core.inspect import checks_arguments_by_name
 from adaptive_jax._src.core.module import hyperparameter
 from adaptive_jax._src.core.moments import expect_moments
-from adaptive_jax._src.core.numerics import cast_like, safe_sqrt, widest_dtype
+from adaptive_jax._src.core.numerics import as_dtype, once, widest_dtype
 from adaptive_jax._src.core.protocol import Transform
 from adaptive_jax._src.core.trees import map_params
 from adaptive_jax._src.transforms.moments.corrections import debias
@@ -31,20 +32,33 @@ from adaptive_jax._src.transforms.moments.first import ema_of_gradients
 from adaptive_jax._src.transforms.moments.second import accumulate_squares, ema_of_squares
 
 
+def _floor(eps: Any, dtype: np.dtype) -> jax.Array:
+    eps = as_dtype(eps, dtype)
+    return jnp.where(eps == 0, jnp.ones_like(eps), eps)
+
+
 def preconditioned(m: jax.Array, v: jax.Array, eps: Any, eps_root: Any) -> jax.Array:
-    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; 0 where the denominator is 0.
+    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; ``m`` where the denominator is 0.
 
     Divides in at least float32 (``eps = 1e-8`` is 0 in float16, which made ``g = 0``
-    give 0/0).  Where the denominator is exactly 0 (:math:`v = \epsilon = \epsilon_r = 0`)
-    the step is 0 (the limit :math:`\mathrm{sign}(0) = 0`), not 0/0, and the guarded
-    division keeps the derivative finite there too.
+    give 0/0).  Where :math:`x = v + \epsilon_r` is exactly 0 (a parameter that has never
+    received a gradient) the denominator is :math:`\epsilon`, or 1 if :math:`\epsilon = 0`
+    too, so the step is ``m`` (0 there, in Adam), not 0/0; its derivative in :math:`x` is 0
+    (see :func:`~adaptive_jax.core.numerics.safe_sqrt`: the root is taken of a positive
+    stand-in there, so JAX's own derivative of it is finite too).  NaN stays NaN.
+
+    One comparison per element: the fallback denominator (:math:`\epsilon` or 1, a scalar
+    computed once per step) is also the stand-in under the root, so a zero :math:`x` costs
+    a select rather than a second guard after the division.
     """
     wide = widest_dtype(m.dtype, v.dtype, jnp.float32)
-    v = v.astype(jnp.finfo(wide).dtype)
-    denominator = safe_sqrt(v + cast_like(eps_root, v)) + cast_like(eps, v)
-    # NaN is not 0: a NaN denominator still gives NaN.
-    safe = jnp.where(denominator == 0, jnp.ones_like(denominator), denominator)
-    return (m.astype(wide) / safe.astype(wide)).astype(m.dtype)
+    real = jnp.finfo(wide).dtype
+    x = v.astype(real) + as_dtype(eps_root, real)
+    at_zero = x == jnp.zeros_like(x)
+    floor = jnp.broadcast_to(once(_floor, eps, real), x.shape)
+    root = jnp.sqrt(jnp.where(at_zero, floor, x))
+    denominator = jnp.where(at_zero, floor, root + as_dtype(eps, real))
+    return (m.astype(wide) / denominator.astype(wide)).astype(m.dtype)
 
 
 class Precondition(Transform):
