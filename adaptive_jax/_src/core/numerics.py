@@ -142,7 +142,8 @@ def _safe_sqrt_jvp(primals, tangents):
 
 def increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the largest int32 instead of wrapping around."""
-    return jnp.where(count < _COUNT_MAX, count + 1, _COUNT_MAX).astype(COUNT_DTYPE)
+    count = jnp.asarray(count).astype(COUNT_DTYPE)
+    return jnp.minimum(count, _COUNT_MAX - 1) + 1
 
 
 def compute_dtype(value: Any) -> jnp.dtype:
@@ -155,7 +156,7 @@ def compute_dtype(value: Any) -> jnp.dtype:
 
 def _bias_correction(beta: Any, count: jax.Array) -> jax.Array:
     beta = as_dtype(beta, compute_dtype(beta))
-    return 1 - beta ** count.astype(beta.dtype)
+    return 1 - beta ** as_dtype(count, beta.dtype)
 
 
 def bias_correction(beta: Any, count: jax.Array) -> jax.Array:

@@ -23,6 +23,7 @@ from adaptive_jax._src.core.numerics import (
     bias_correction,
     cast_like,
     ema,
+    once,
     safe_sqrt,
     squared_magnitude,
 )
@@ -120,13 +121,9 @@ class RectifiedPrecondition(Transform):
                 "ema_of_squares before it"
             )
         decays = leaf_values(moments.nu_decay, moments.mu)
-        done: dict[int, Any] = {}
-        for decay in decays:
-            if id(decay) not in done:
-                done[id(decay)] = variance_rectification(decay, count, self.threshold)
 
         def select(m, v, decay):
-            rectification, rectify = done[id(decay)]
+            rectification, rectify = once(variance_rectification, decay, count, self.threshold)
             adaptive = preconditioned(m, v, self.eps, self.eps_root)
             return jnp.where(rectify, cast_like(rectification, adaptive) * adaptive, m)
 

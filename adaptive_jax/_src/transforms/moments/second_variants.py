@@ -32,6 +32,7 @@ from adaptive_jax._src.core.numerics import (
     cast_like,
     compute_dtype,
     ema,
+    one_minus,
     safe_sqrt,
     squared_magnitude,
 )
@@ -228,7 +229,7 @@ class YogiMoments(Transform):
 
         def additive(g, v, b2):
             square = squared_magnitude(g, v.dtype)
-            return v - (1 - cast_like(b2, v)) * jnp.sign(v - square) * square
+            return v - one_minus(b2, v.dtype) * jnp.sign(v - square) * square
 
         nu = map_params(additive, updates, state.nu, names=("nu",), per_leaf=(b2s,))
         record = Moments(
