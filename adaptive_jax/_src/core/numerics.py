@@ -97,8 +97,11 @@ def _cast(value: Any, dtype: np.dtype) -> jax.Array:
 def as_dtype(value: Any, dtype: Any) -> jax.Array:
     """A scalar ``value`` (number or array) as a ``dtype`` array, cast once per step.
 
-    Differentiable; no conversion at all where ``value`` already has that dtype.
+    Differentiable; no conversion at all where ``value`` already has that dtype.  An
+    array with elements is cast where it is (it is a leaf's own, not shared).
     """
+    if jnp.ndim(value):
+        return _cast(value, jnp.dtype(dtype))
     return once(_cast, value, jnp.dtype(dtype))
 
 
@@ -107,7 +110,7 @@ def _complement(value: Any, dtype: np.dtype) -> jax.Array:
 
 
 def one_minus(value: Any, dtype: Any) -> jax.Array:
-    """:math:`1 - \beta` in ``dtype`` (an EMA's weight of the new value), once per step."""
+    r""":math:`1 - \beta` in ``dtype`` (an EMA's weight of the new value), once per step."""
     return once(_complement, value, jnp.dtype(dtype))
 
 
@@ -119,10 +122,10 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
     """
     # The primal is itself NaN-free to differentiate at x >= 0: forward-over-reverse
     # through lax.scan differentiates it with JAX's own rules, bypassing the custom one
-    # (partial evaluation inlines a custom_jvp function whose inputs are known).  So the
+    # (with a plain jnp.sqrt primal, the Hessian-vector product there is NaN).  So the
     # root is taken of 1 where x = 0 (sqrt's own derivative there would be inf, and
-    # 0 * inf = NaN) and the exact 0 selected after it.  One comparison, with x == 0
-    # rather than x > 0: sqrt itself keeps negative and NaN inputs NaN.
+    # 0 * inf = NaN) and the exact 0 selected after it.  One comparison, x == 0 rather
+    # than x > 0, and no third branch: sqrt itself keeps negative and NaN inputs NaN.
     zero = jnp.zeros_like(x)
     at_zero = x == zero
     root = jnp.sqrt(jnp.where(at_zero, jnp.ones_like(x), x))

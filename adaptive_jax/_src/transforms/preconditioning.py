@@ -32,32 +32,34 @@ from adaptive_jax._src.transforms.moments.first import ema_of_gradients
 from adaptive_jax._src.transforms.moments.second import accumulate_squares, ema_of_squares
 
 
-def _floor(eps: Any, dtype: np.dtype) -> jax.Array:
+def _denominator_at_zero(eps: Any, dtype: np.dtype) -> jax.Array:
+    """The denominator where :math:`v + \\epsilon_r = 0`: :math:`\\epsilon`, or 1 if it is 0 too."""
     eps = as_dtype(eps, dtype)
     return jnp.where(eps == 0, jnp.ones_like(eps), eps)
 
 
 def preconditioned(m: jax.Array, v: jax.Array, eps: Any, eps_root: Any) -> jax.Array:
-    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; ``m`` where the denominator is 0.
+    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; ``m`` where that denominator is 0.
 
     Divides in at least float32 (``eps = 1e-8`` is 0 in float16, which made ``g = 0``
     give 0/0).  Where :math:`x = v + \epsilon_r` is exactly 0 (a parameter that has never
     received a gradient) the denominator is :math:`\epsilon`, or 1 if :math:`\epsilon = 0`
-    too, so the step is ``m`` (0 there, in Adam), not 0/0; its derivative in :math:`x` is 0
-    (see :func:`~adaptive_jax.core.numerics.safe_sqrt`: the root is taken of a positive
-    stand-in there, so JAX's own derivative of it is finite too).  NaN stays NaN.
+    too, so the step is ``m`` (0 there, in Adam), not 0/0, and its derivative in
+    :math:`x` is 0, as :func:`~adaptive_jax.core.numerics.safe_sqrt`'s.  NaN stays NaN.
 
-    One comparison per element: the fallback denominator (:math:`\epsilon` or 1, a scalar
-    computed once per step) is also the stand-in under the root, so a zero :math:`x` costs
-    a select rather than a second guard after the division.
+    Per element this is one comparison and two selects: the denominator at zero (a
+    scalar computed once per step) also stands in for :math:`x` under the root there, so
+    that JAX's own derivative of the root is finite as well (forward-over-reverse through
+    ``lax.scan`` differentiates it with JAX's rules, see ``safe_sqrt``).  Elsewhere the
+    arithmetic is exactly :math:`m / (\sqrt{x} + \epsilon)`.
     """
     wide = widest_dtype(m.dtype, v.dtype, jnp.float32)
     real = jnp.finfo(wide).dtype
     x = v.astype(real) + as_dtype(eps_root, real)
     at_zero = x == jnp.zeros_like(x)
-    floor = jnp.broadcast_to(once(_floor, eps, real), x.shape)
-    root = jnp.sqrt(jnp.where(at_zero, floor, x))
-    denominator = jnp.where(at_zero, floor, root + as_dtype(eps, real))
+    fallback = jnp.broadcast_to(once(_denominator_at_zero, eps, real), x.shape)
+    root = jnp.sqrt(jnp.where(at_zero, fallback, x))
+    denominator = jnp.where(at_zero, fallback, root + as_dtype(eps, real))
     return (m.astype(wide) / denominator.astype(wide)).astype(m.dtype)
 
 
