@@ -166,7 +166,7 @@ def test_scalars_computed_in_a_nested_trace_are_not_reused_outside_it(jit):
 
 
 def test_safe_sqrt_values_and_the_derivatives_of_its_primal():
-    from adaptive_jax.core.numerics import safe_sqrt
+    from adaptive_jax.extend import safe_sqrt
 
     x = jnp.array([0.0, -0.0, 4.0, jnp.inf, -1.0, jnp.nan])
     values = safe_sqrt(x)
@@ -183,7 +183,7 @@ def test_safe_sqrt_values_and_the_derivatives_of_its_primal():
 
 @pytest.mark.parametrize("eps", [1e-3, 0.0])
 def test_preconditioned_step_where_the_second_moment_is_zero(eps):
-    from adaptive_jax.transforms.preconditioning import preconditioned
+    from adaptive_jax._src.transforms.preconditioning import preconditioned
 
     m, v = jnp.array([0.5, 0.0, 0.5]), jnp.array([0.0, 0.0, 4.0])
     step = preconditioned(m, v, eps, 0.0)
