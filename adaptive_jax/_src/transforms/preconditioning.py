@@ -45,7 +45,7 @@ def preconditioned(m: jax.Array, v: jax.Array, eps: Any, eps_root: Any) -> jax.A
     give 0/0).  Where :math:`x = v + \epsilon_r` is exactly 0 (a parameter that has never
     received a gradient) the denominator is :math:`\epsilon`, or 1 if :math:`\epsilon = 0`
     too, so the step is ``m`` (0 there, in Adam), not 0/0, and its derivative in
-    :math:`x` is 0, as :func:`~adaptive_jax.core.numerics.safe_sqrt`'s.  NaN stays NaN.
+    :math:`x` is 0, as :func:`~adaptive_jax.extend.safe_sqrt`'s.  NaN stays NaN.
 
     Per element this is one comparison and two selects: the denominator at zero (a
     scalar computed once per step) also stands in for :math:`x` under the root there, so
@@ -69,8 +69,9 @@ class Precondition(Transform):
     The square root's derivative is taken as 0 where :math:`v + \epsilon_r = 0`
     (see :func:`~adaptive_jax.extend.safe_sqrt`), so meta-gradients stay finite
     for parameters that have never received a gradient.  Where the denominator is exactly
-    0 (:math:`v = \epsilon = \epsilon_r = 0`) the step is 0, and the division runs in at
-    least float32, so float16 moments with the default :math:`\epsilon` stay finite.
+    0 (:math:`v = \epsilon = \epsilon_r = 0`) it is taken to be 1, so the step is
+    :math:`m` (0 there in Adam: no gradient yet), not 0/0; the division runs in at least
+    float32, so float16 moments with the default :math:`\epsilon` stay finite.
 
     Args:
         eps: :math:`\epsilon \ge 0`, added to the root.

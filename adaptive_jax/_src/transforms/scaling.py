@@ -25,7 +25,7 @@ def scale_leaves(updates: Any, factors: list[Any]) -> Any:
 
     The product is formed in at least float32, so a small learning rate is not rounded
     to a float16 subnormal (or to 0) before it multiplies the update.  Each factor is
-    cast once per step and dtype (:func:`~adaptive_jax.core.numerics.as_dtype`).
+    cast once per step and dtype (:func:`~adaptive_jax._src.core.numerics.as_dtype`).
     """
 
     def product(u: jax.Array, factor: Any) -> jax.Array:

@@ -36,7 +36,7 @@ def corrections(decays: list[Any], count: jax.Array) -> list[Any]:
     """:math:`1-\\beta^t` for each leaf's decay: one object per distinct decay.
 
     Leaves sharing a decay share the correction object, so that ``per_leaf_tree`` hands
-    on one scalar (also where no update's :func:`~adaptive_jax.core.numerics.once` is
+    on one scalar (also where no update's :func:`~adaptive_jax._src.core.numerics.once` is
     active, when ``apply`` is called directly).
     """
     done: dict[int, Any] = {}
