@@ -64,6 +64,7 @@ from adaptive_jax._src.transforms.preconditioning import (
     scale_by_rms,
 )
 from adaptive_jax._src.transforms.preconditioning_variants import (
+    infinity_norm_precondition,
     rectified_precondition,
     scale_by_adadelta,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "debias",
     "ema_of_gradients",
     "ema_of_squares",
+    "infinity_norm_precondition",
     "infinity_norm_second_moment",
     "lion_momentum",
     "nesterov_ema_of_gradients",

@@ -13,11 +13,14 @@ promotion; every ``stablehlo.*`` operation of the module's text, in every functi
 (JAX lowers ``jnp.where`` to a private function shared by its call sites of one
 signature; its body counts once).
 
+Every member of the Adam family and the other named optimizers below are compared.
 Where we do not reach optax (computed below, not asserted): RMSProp, whose formula
 differs -- optax's ``rsqrt(nu + eps)``, ours torch's ``g / (sqrt(v + eps_root) + eps)``
 with the guard that keeps :math:`v = 0` finite and differentiable -- and, in total at
-10 leaves, Adagrad (optax's keeps no step counter) and AdaBelief (an extra
-``eps_root`` leaf in ``precondition``), whose per-leaf slopes are no larger than optax's.
+10 leaves, Adagrad (optax's keeps no step counter), AdaBelief (an extra ``eps_root``
+leaf in ``precondition``) and Adamax (the guard against :math:`u_t = 0` with
+``eps = 0``, where optax's step is 0/0), whose per-leaf slopes are no larger than
+optax's: what they add is scalar work done once per step.
 """
 
 from __future__ import annotations
@@ -36,23 +39,34 @@ from adaptive_jax import extend
 SHAPE = (8, 8)
 LEAVES = 10
 
-# name -> (ours, optax's), the same hyperparameters.
+# name -> (ours, optax's), the same hyperparameters.  Every member of the Adam family
+# (adaptive_jax._src.optimizers.adam_family), then the others.
 PAIRS = {
     "adam": (lambda: aj.adam(1e-3), lambda: optax.adam(1e-3)),
+    "nadam": (lambda: aj.nadam(1e-3), lambda: optax.nadam(1e-3)),
     "adamw": (
         lambda: aj.adamw(1e-3, weight_decay=1e-4),
         lambda: optax.adamw(1e-3, weight_decay=1e-4),
     ),
+    "nadamw": (
+        lambda: aj.nadamw(1e-3, weight_decay=1e-4),
+        lambda: optax.nadamw(1e-3, weight_decay=1e-4),
+    ),
     "amsgrad": (lambda: aj.amsgrad(1e-3), lambda: optax.amsgrad(1e-3)),
+    "adabelief": (lambda: aj.adabelief(1e-3), lambda: optax.adabelief(1e-3)),
+    "yogi": (lambda: aj.yogi(1e-2), lambda: optax.yogi(1e-2)),
+    "adamax": (lambda: aj.adamax(2e-3), lambda: optax.adamax(2e-3)),
+    "adamaxw": (lambda: aj.adamaxw(2e-3), lambda: optax.adamaxw(2e-3)),
+    "radam": (lambda: aj.radam(1e-3), lambda: optax.radam(1e-3)),
+    "lamb": (lambda: aj.lamb(1e-3), lambda: optax.lamb(1e-3)),
     "sgd_momentum": (lambda: aj.sgd(1e-2, momentum=0.9), lambda: optax.sgd(1e-2, momentum=0.9)),
     "rmsprop": (lambda: aj.rmsprop(1e-2), lambda: optax.rmsprop(1e-2)),
     "adagrad": (lambda: aj.adagrad(1e-2), lambda: optax.adagrad(1e-2)),
     "lion": (lambda: aj.lion(1e-4), lambda: optax.lion(1e-4)),
-    "nadam": (lambda: aj.nadam(1e-3), lambda: optax.nadam(1e-3)),
-    "adabelief": (lambda: aj.adabelief(1e-3), lambda: optax.adabelief(1e-3)),
 }
-TOTAL_AT_MOST_OPTAX = ["adam", "adamw", "amsgrad", "sgd_momentum", "lion", "nadam"]
-SLOPE_AT_MOST_OPTAX = TOTAL_AT_MOST_OPTAX + ["adagrad", "adabelief"]
+NOT_IN_TOTAL = {"rmsprop", "adagrad", "adabelief", "adamax"}
+TOTAL_AT_MOST_OPTAX = [name for name in PAIRS if name not in NOT_IN_TOTAL]
+SLOPE_AT_MOST_OPTAX = [name for name in PAIRS if name != "rmsprop"]
 
 _OPERATION = re.compile(r'^\s*(?:%[^=]*=\s*)?"?stablehlo\.([a-z_0-9]+)', re.MULTILINE)
 
@@ -179,6 +193,49 @@ def test_safe_sqrt_values_and_the_derivatives_of_its_primal():
         assert float(jax.jacfwd(f)(0.0)) == 0.0
         assert float(jax.grad(jax.grad(f))(0.0)) == 0.0
         assert float(jax.grad(f)(4.0)) == 0.25
+
+
+def test_adamax_divides_by_the_infinity_norm_as_the_squared_record_and_precondition_did():
+    # infinity_norm_precondition against the chain it replaced in adamax: sqrt(u^2) = u
+    # exactly, so every step is the same to the bit.
+    squared_record = aj.chain(
+        aj.ema_of_gradients(0.8),
+        aj.infinity_norm_second_moment(0.95, 1e-3),
+        aj.debias(),
+        aj.precondition(0.0),
+        aj.scale_by_learning_rate(0.01),
+    )
+    tx = aj.adamax(0.01, b1=0.8, b2=0.95, eps=1e-3)
+    params = {"a": jnp.linspace(-1.0, 1.0, 6), "b": jnp.ones((2, 3))}
+    state, old_state = tx.init(params), squared_record.init(params)
+    for step in range(8):
+        grads = jax.tree_util.tree_map(lambda p, k=step: jnp.sin((k + 1.0) * p) + 0.25 * k, params)
+        updates, state = tx.update(grads, state, params)
+        expected, old_state = squared_record.update(grads, old_state, params)
+        assert jax.tree_util.tree_all(
+            jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), updates, expected)
+        )
+
+
+def test_adamax_step_where_the_infinity_norm_is_zero():
+    # eps = 0 and a parameter that never received a gradient: u = 0, so optax's step is
+    # 0/0 = NaN; ours is m_hat = 0, with a finite derivative in every hyperparameter.
+    params = jnp.zeros(2)
+    grads = jnp.array([0.0, 0.5])
+
+    def first_step(hyper):
+        b1, b2, eps = hyper
+        tx = aj.adamax(0.1, b1=b1, b2=b2, eps=eps)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return updates
+
+    hyper = (jnp.asarray(0.9), jnp.asarray(0.99), jnp.asarray(0.0))
+    assert first_step(hyper).tolist() == [0.0, -0.1]  # -alpha g / |g| where g != 0
+    jacobian = jax.jacrev(first_step)(hyper)
+    assert all(bool(jnp.all(jnp.isfinite(j))) for j in jacobian)
+    # d/d eps of -alpha m_hat / (|g| + eps) at g = 0.5: alpha m_hat / |g|^2 = 0.1 * 0.5 / 0.25
+    assert float(jacobian[2][1]) == pytest.approx(0.2, rel=1e-12)
+    assert float(jacobian[2][0]) == 0.0
 
 
 @pytest.mark.parametrize("eps", [1e-3, 0.0])

@@ -113,6 +113,12 @@ def _magnitude(g: jax.Array) -> jax.Array:
     return jnp.abs(g)
 
 
+def infinity_norm_step(g: jax.Array, u: jax.Array, decay: Any, eps: Any) -> jax.Array:
+    r"""Adamax's recursion for one leaf: :math:`\max(\beta_2 u_{t-1}, |g_t| + \epsilon)` in ``u``'s dtype."""
+    magnitude = _magnitude(g).astype(u.dtype) + cast_like(eps, u)
+    return jnp.maximum(cast_like(decay, u) * u, magnitude)
+
+
 class InfinityNormSecondMoment(Transform):
     r"""Adamax's scale: an exponentially weighted infinity norm of the gradients.
 
@@ -124,7 +130,10 @@ class InfinityNormSecondMoment(Transform):
     second moment is :math:`u_t^2` (squared in at least float32), so that
     ``precondition(eps=0)`` gives :math:`\hat m_t / u_t` (:math:`\sqrt{u^2} = u` exactly
     in binary floating point, barring underflow).  ``eps`` sits inside the maximum: the
-    placement of both ``torch.optim.Adamax`` and ``optax.scale_by_adamax``.
+    placement of both ``torch.optim.Adamax`` and ``optax.scale_by_adamax``.  Use it to
+    hand :math:`u_t` on as a second moment (to ``amsgrad_max``, another preconditioner);
+    :func:`~adaptive_jax.adamax` itself divides by :math:`u_t` directly, without the square
+    and the root (:class:`~adaptive_jax.infinity_norm_precondition`: the same numbers).
 
     Args:
         decay: :math:`\beta_2` in :math:`[0, 1)`, or a per-parameter tree of them.
@@ -156,12 +165,13 @@ class InfinityNormSecondMoment(Transform):
     def apply(self, updates, state, params, count):
         record = updates if isinstance(updates, Moments) else Moments(updates, updates)
         decays = per_leaf(self.decay, count - 1, state.nu)
-
-        def weighted_max(g, u, decay):
-            magnitude = _magnitude(g).astype(u.dtype) + cast_like(self.eps, u)
-            return jnp.maximum(cast_like(decay, u) * u, magnitude)
-
-        u = map_params(weighted_max, record.gradient, state.nu, names=("nu",), per_leaf=(decays,))
+        u = map_params(
+            lambda g, u, decay: infinity_norm_step(g, u, decay, self.eps),
+            record.gradient,
+            state.nu,
+            names=("nu",),
+            per_leaf=(decays,),
+        )
         squared = jax.tree_util.tree_map(lambda x: x.astype(compute_dtype(x)) ** 2, u)
         return record._replace(nu=squared, nu_correction=1.0), SecondMomentState(u)
 
