@@ -16,9 +16,10 @@ less sensitive than wall time to other processes on a shared machine).  Candidat
 figures are medians, ratios are of medians of the same run.  The StableHLO operation
 count of each lowered step is printed too (every operation in every function).
 
-Run ``python -m benchmarks.bench_compile [--leaves 300] [--repeats 7]``, or as a script
-(``python benchmarks/bench_compile.py``) with another checkout of the library first on
-``PYTHONPATH`` to measure that one.
+Run ``python -m benchmarks.bench_compile [--quick] [--leaves 300] [--repeats 7]`` (``--quick``:
+100 leaves, 500k parameters, 3 repeats), as the ``compile`` section of
+``python -m benchmarks.run``, or as a script (``python benchmarks/bench_compile.py``) with
+another checkout of the library first on ``PYTHONPATH`` to measure that one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ import numpy as np
 import optax
 
 import adaptive_jax as aj
+
+# (leaves, repeats, parameters in all)
+FULL = (300, 7, 2_000_000)
+QUICK = (100, 3, 500_000)
 
 _OPERATION = re.compile(r'^\s*(?:%[^=]*=\s*)?"?stablehlo\.[a-z_0-9]+', re.MULTILINE)
 
@@ -166,11 +171,14 @@ def table(payload: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leaves", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--total", type=int, default=2_000_000, help="parameters in all")
+    parser.add_argument("--quick", action="store_true", help="100 leaves, 3 repeats")
+    parser.add_argument("--leaves", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--total", type=int, help="parameters in all")
     args = parser.parse_args()
-    print(table(run(args.leaves, args.repeats, args.total)), flush=True)
+    leaves, repeats, total = QUICK if args.quick else FULL
+    payload = run(args.leaves or leaves, args.repeats or repeats, args.total or total)
+    print(table(payload), flush=True)
 
 
 if __name__ == "__main__":
