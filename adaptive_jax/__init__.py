@@ -86,6 +86,7 @@ from adaptive_jax._src.transforms.preconditioning import (
     scale_by_rms,
 )
 from adaptive_jax._src.transforms.preconditioning_variants import (
+    infinity_norm_precondition,
     rectified_precondition,
     scale_by_adadelta,
 )
@@ -140,6 +141,7 @@ __all__ = [
     "debias",
     "ema_of_gradients",
     "ema_of_squares",
+    "infinity_norm_precondition",
     "infinity_norm_second_moment",
     "keep_params_nonnegative",
     "lion_momentum",

@@ -8,7 +8,9 @@ Sections (each also runnable alone, each writing ``benchmarks/results/<name>.jso
    torch.optim from 2^14 to 2^24 parameters;
 3. :mod:`benchmarks.bench_many_leaves` — 1000 leaves of random shapes: compile and
    step time against optax.adam;
-4. :mod:`benchmarks.bench_meta` — hypergradient cost by mode (run as a subprocess).
+4. :mod:`benchmarks.bench_meta` — hypergradient cost by mode (run as a subprocess);
+5. :mod:`benchmarks.bench_compile` — trace+lower and XLA compile time of an Adam step on
+   300 leaves against optax.adam, with the StableHLO operation counts.
 
 ``--only adam_step optimizers`` picks sections.  The full run takes tens of minutes
 on a 2-core CPU (the many-leaf optax compile alone takes about a minute); ``--quick``
@@ -22,10 +24,10 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bench_adam_step, bench_many_leaves, bench_optimizers
+from benchmarks import bench_adam_step, bench_compile, bench_many_leaves, bench_optimizers
 from benchmarks.common import machine, write_json
 
-SECTIONS = ("adam_step", "optimizers", "many_leaves", "meta")
+SECTIONS = ("adam_step", "optimizers", "many_leaves", "meta", "compile")
 
 
 def machine_table() -> str:
@@ -49,6 +51,12 @@ def meta_section(quick: bool) -> str:
     return "\n".join(lines[start:])
 
 
+def compile_section(quick: bool) -> str:
+    payload = bench_compile.run(*(bench_compile.QUICK if quick else bench_compile.FULL))
+    write_json("compile", payload)
+    return bench_compile.table(payload)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
@@ -66,6 +74,8 @@ def main() -> None:
             text = bench_optimizers.tables(bench_optimizers.run(args.quick))
         elif section == "many_leaves":
             text = bench_many_leaves.tables(bench_many_leaves.run(args.quick))
+        elif section == "compile":
+            text = "### Compile time against optax\n\n" + compile_section(args.quick)
         else:
             text = "### Hypergradient cost by mode\n\n" + meta_section(args.quick)
         timings[section] = time.perf_counter() - start

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax._src.core.module import Module
-from adaptive_jax._src.core.numerics import COUNT_DTYPE, increment, widest_dtype
+from adaptive_jax._src.core.numerics import COUNT_DTYPE, increment, one_step, widest_dtype
 from adaptive_jax._src.core.trees import as_inexact_arrays, check_inexact, check_same_structure
 
 PyTree = Any
@@ -102,10 +102,13 @@ class Transform(Module, abstract=True):
             params = as_inexact_arrays(params, "params")
             check_same_structure(updates, params, "updates", "params", check_dtypes=True)
         count = increment(state.count)
-        if self.takes_extra_args:
-            updates, inner = self.apply(updates, state.inner, params, count, **extra_args)
-        else:  # extra arguments this transform does not use are ignored, as in optax
-            updates, inner = self.apply(updates, state.inner, params, count)
+        # Scalars shared by the leaves (hyperparameters in a leaf's dtype, bias
+        # corrections) are computed once for the whole step: see numerics.once.
+        with one_step():
+            if self.takes_extra_args:
+                updates, inner = self.apply(updates, state.inner, params, count, **extra_args)
+            else:  # extra arguments this transform does not use are ignored, as in optax
+                updates, inner = self.apply(updates, state.inner, params, count)
         return updates, StepState(count, inner)
 
 

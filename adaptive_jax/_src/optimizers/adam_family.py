@@ -39,11 +39,13 @@ from adaptive_jax._src.transforms.moments.first import ema_of_gradients, nestero
 from adaptive_jax._src.transforms.moments.second import ema_of_squares
 from adaptive_jax._src.transforms.moments.second_variants import (
     belief_second_moment,
-    infinity_norm_second_moment,
     yogi_moments,
 )
 from adaptive_jax._src.transforms.preconditioning import precondition
-from adaptive_jax._src.transforms.preconditioning_variants import rectified_precondition
+from adaptive_jax._src.transforms.preconditioning_variants import (
+    infinity_norm_precondition,
+    rectified_precondition,
+)
 from adaptive_jax._src.transforms.regularisation import add_decoupled_weight_decay
 from adaptive_jax._src.transforms.scaling import scale_by_learning_rate
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
@@ -61,6 +63,8 @@ ADAM_FAMILY = Family(
     ]
 )
 MOMENT_ALIASES = {"b1": "transforms[0].decay", "b2": "transforms[1].decay"}
+# Adamax: ema_of_gradients, debias, infinity_norm_precondition (which holds b2).
+INFINITY_NORM_ALIASES = {"b1": "transforms[0].decay", "b2": "transforms[2].decay"}
 
 
 def adam_chain(
@@ -307,6 +311,10 @@ def adamax(learning_rate, b1, b2, eps, mu_dtype, nu_dtype) -> Chain:
     matches); only :math:`m_t` is bias-corrected, and there is no ``eps_root``.  Default
     learning rate 2e-3 as in the paper and torch.
 
+    Returns:
+        The chain ``ema_of_gradients → debias → infinity_norm_precondition →
+        scale_by_learning_rate``: :math:`u_t` divides :math:`\hat m_t` directly.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
@@ -320,10 +328,10 @@ def adamax(learning_rate, b1, b2, eps, mu_dtype, nu_dtype) -> Chain:
     """
     return adam_chain(
         ema_of_gradients(b1, mu_dtype),
-        infinity_norm_second_moment(b2, eps, nu_dtype),
         debias(),
-        precondition(0.0),
+        infinity_norm_precondition(b2, eps, nu_dtype),
         learning_rate=learning_rate,
+        aliases=INFINITY_NORM_ALIASES,
     )
 
 
@@ -344,11 +352,11 @@ def adamaxw(learning_rate, b1, b2, eps, weight_decay, mu_dtype, nu_dtype) -> Cha
     """
     return adam_chain(
         ema_of_gradients(b1, mu_dtype),
-        infinity_norm_second_moment(b2, eps, nu_dtype),
         debias(),
-        precondition(0.0),
+        infinity_norm_precondition(b2, eps, nu_dtype),
         add_decoupled_weight_decay(weight_decay),
         learning_rate=learning_rate,
+        aliases=INFINITY_NORM_ALIASES,
     )
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaptive_jax._src.core.combine import Chain, aliased_chain, chain
 from adaptive_jax._src.core.hyperparameter import EPSILON, PerParameter
 from adaptive_jax._src.core.inspect import checks_arguments_by_name
 from adaptive_jax._src.core.module import hyperparameter
 from adaptive_jax._src.core.moments import expect_moments
-from adaptive_jax._src.core.numerics import cast_like, safe_sqrt, widest_dtype
+from adaptive_jax._src.core.numerics import as_dtype, once, widest_dtype
 from adaptive_jax._src.core.protocol import Transform
 from adaptive_jax._src.core.trees import map_params
 from adaptive_jax._src.transforms.moments.corrections import debias
@@ -31,20 +32,35 @@ from adaptive_jax._src.transforms.moments.first import ema_of_gradients
 from adaptive_jax._src.transforms.moments.second import accumulate_squares, ema_of_squares
 
 
+def _denominator_at_zero(eps: Any, dtype: np.dtype) -> jax.Array:
+    """The denominator where :math:`v + \\epsilon_r = 0`: :math:`\\epsilon`, or 1 if it is 0 too."""
+    eps = as_dtype(eps, dtype)
+    return jnp.where(eps == 0, jnp.ones_like(eps), eps)
+
+
 def preconditioned(m: jax.Array, v: jax.Array, eps: Any, eps_root: Any) -> jax.Array:
-    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; 0 where the denominator is 0.
+    r""":math:`m / (\sqrt{v + \epsilon_r} + \epsilon)` for one leaf; ``m`` where that denominator is 0.
 
     Divides in at least float32 (``eps = 1e-8`` is 0 in float16, which made ``g = 0``
-    give 0/0).  Where the denominator is exactly 0 (:math:`v = \epsilon = \epsilon_r = 0`)
-    the step is 0 (the limit :math:`\mathrm{sign}(0) = 0`), not 0/0, and the guarded
-    division keeps the derivative finite there too.
+    give 0/0).  Where :math:`x = v + \epsilon_r` is exactly 0 (a parameter that has never
+    received a gradient) the denominator is :math:`\epsilon`, or 1 if :math:`\epsilon = 0`
+    too, so the step is ``m`` (0 there, in Adam), not 0/0, and its derivative in
+    :math:`x` is 0, as :func:`~adaptive_jax.extend.safe_sqrt`'s.  NaN stays NaN.
+
+    Per element this is one comparison and two selects: the denominator at zero (a
+    scalar computed once per step) also stands in for :math:`x` under the root there, so
+    that JAX's own derivative of the root is finite as well (forward-over-reverse through
+    ``lax.scan`` differentiates it with JAX's rules, see ``safe_sqrt``).  Elsewhere the
+    arithmetic is exactly :math:`m / (\sqrt{x} + \epsilon)`.
     """
     wide = widest_dtype(m.dtype, v.dtype, jnp.float32)
-    v = v.astype(jnp.finfo(wide).dtype)
-    denominator = safe_sqrt(v + cast_like(eps_root, v)) + cast_like(eps, v)
-    # NaN is not 0: a NaN denominator still gives NaN.
-    safe = jnp.where(denominator == 0, jnp.ones_like(denominator), denominator)
-    return (m.astype(wide) / safe.astype(wide)).astype(m.dtype)
+    real = jnp.finfo(wide).dtype
+    x = v.astype(real) + as_dtype(eps_root, real)
+    at_zero = x == jnp.zeros_like(x)
+    fallback = jnp.broadcast_to(once(_denominator_at_zero, eps, real), x.shape)
+    root = jnp.sqrt(jnp.where(at_zero, fallback, x))
+    denominator = jnp.where(at_zero, fallback, root + as_dtype(eps, real))
+    return (m.astype(wide) / denominator.astype(wide)).astype(m.dtype)
 
 
 class Precondition(Transform):
@@ -53,8 +69,9 @@ class Precondition(Transform):
     The square root's derivative is taken as 0 where :math:`v + \epsilon_r = 0`
     (see :func:`~adaptive_jax.extend.safe_sqrt`), so meta-gradients stay finite
     for parameters that have never received a gradient.  Where the denominator is exactly
-    0 (:math:`v = \epsilon = \epsilon_r = 0`) the step is 0, and the division runs in at
-    least float32, so float16 moments with the default :math:`\epsilon` stay finite.
+    0 (:math:`v = \epsilon = \epsilon_r = 0`) it is taken to be 1, so the step is
+    :math:`m` (0 there in Adam: no gradient yet), not 0/0; the division runs in at least
+    float32, so float16 moments with the default :math:`\epsilon` stay finite.
 
     Args:
         eps: :math:`\epsilon \ge 0`, added to the root.

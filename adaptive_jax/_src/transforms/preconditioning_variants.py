@@ -1,10 +1,13 @@
-r"""Preconditioners that do more than divide by :math:`\sqrt{v_t}`: RAdam and Adadelta.
+r"""Preconditioners that do more than divide by :math:`\sqrt{v_t}`: RAdam, Adamax, Adadelta.
 
 * :class:`rectified_precondition` — RAdam's preconditioner: Adam's step scaled by
   the variance rectification :math:`r_t`, or the un-adapted first moment while the
   second moment has seen too few gradients to trust (Liu et al. 2020).  It reads
   :math:`\beta_2` from the second-moment block before it, so :math:`\beta_2` stays one
   leaf;
+* :class:`infinity_norm_precondition` — Adamax's preconditioner (Kingma & Ba 2015,
+  §7.1): the first moment divided by the exponentially weighted infinity norm it keeps,
+  with no square root to take;
 * :class:`scale_by_adadelta` — Adadelta's step (Zeiler 2012): one block, because its
   second running average (of squared *steps*) shares :math:`\rho` and :math:`\epsilon`
   with the first.
@@ -14,21 +17,40 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from adaptive_jax._src.core.hyperparameter import DECAY_RATE, EPSILON, Domain
-from adaptive_jax._src.core.module import hyperparameter
-from adaptive_jax._src.core.moments import expect_gradients, expect_moments, leaf_values
+from adaptive_jax._src.core.hyperparameter import (
+    DECAY_RATE,
+    EPSILON,
+    Domain,
+    PerParameter,
+    per_leaf,
+)
+from adaptive_jax._src.core.module import hyperparameter, static
+from adaptive_jax._src.core.moments import (
+    as_moments,
+    expect_gradients,
+    expect_moments,
+    leaf_values,
+)
 from adaptive_jax._src.core.numerics import (
     bias_correction,
     cast_like,
     ema,
+    once,
     safe_sqrt,
     squared_magnitude,
+    widest_dtype,
 )
 from adaptive_jax._src.core.protocol import PyTree, Transform
 from adaptive_jax._src.core.trees import map_params, zeros_like
-from adaptive_jax._src.transforms.moments.second import ema_of_squares_step, real_zeros_like
+from adaptive_jax._src.transforms.moments.second import (
+    SecondMomentState,
+    ema_of_squares_step,
+    real_zeros_like,
+)
+from adaptive_jax._src.transforms.moments.second_variants import infinity_norm_step
 from adaptive_jax._src.transforms.preconditioning import preconditioned
 
 # Below 4 the rectification's radicand can be negative.
@@ -120,18 +142,83 @@ class RectifiedPrecondition(Transform):
                 "ema_of_squares before it"
             )
         decays = leaf_values(moments.nu_decay, moments.mu)
-        done: dict[int, Any] = {}
-        for decay in decays:
-            if id(decay) not in done:
-                done[id(decay)] = variance_rectification(decay, count, self.threshold)
 
         def select(m, v, decay):
-            rectification, rectify = done[id(decay)]
+            rectification, rectify = once(variance_rectification, decay, count, self.threshold)
             adaptive = preconditioned(m, v, self.eps, self.eps_root)
             return jnp.where(rectify, cast_like(rectification, adaptive) * adaptive, m)
 
         step = map_params(select, moments.mu, moments.nu, names=("nu",), per_leaf=(decays,))
         return step, state
+
+
+def divided_by_scale(m: jax.Array, u: jax.Array) -> jax.Array:
+    """``m / u`` for one leaf, in at least float32; ``m`` where the scale ``u`` is 0."""
+    wide = widest_dtype(m.dtype, u.dtype, jnp.float32)
+    u = u.astype(jnp.finfo(wide).dtype)
+    # u + 1 where u = 0, else u: no 0/0 (nor a NaN derivative), one comparison and no select.
+    safe = u + (u == 0).astype(u.dtype)
+    return (m.astype(wide) / safe.astype(wide)).astype(m.dtype)
+
+
+class InfinityNormPrecondition(Transform):
+    r"""Adamax's preconditioner: :math:`\hat m_t / u_t`, :math:`u_t = \max(\beta_2 u_{t-1},\ |g_t| + \epsilon)`.
+
+    :math:`u_0 = 0`; :math:`u_t`, the exponentially weighted infinity norm of the
+    gradients (the :math:`p\to\infty` limit of Adam's :math:`v_t^{1/p}`), is kept in this
+    block's state and divides the first moment of the record before it (the gradient
+    itself if there is none) directly: the numbers of
+    :class:`~adaptive_jax.infinity_norm_second_moment` followed by ``precondition(0.0)``,
+    without squaring :math:`u_t` and taking the root again.  :math:`u_t` is not biased
+    towards zero, so only the first moment needs ``debias`` (before this block).  ``eps``
+    sits inside the maximum, as in ``torch.optim.Adamax`` and ``optax.scale_by_adamax``.
+    Where :math:`u_t = 0` (``eps = 0`` and only zero gradients so far) the step is
+    :math:`\hat m_t` (0 there), not 0/0 (optax gives NaN).
+
+    Args:
+        decay: :math:`\beta_2` in :math:`[0, 1)`, or a per-parameter tree of them.
+        eps: :math:`\epsilon \ge 0`, added to :math:`|g_t|`.
+        nu_dtype: dtype to store :math:`u_t` in (default: the parameters' real dtype).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.infinity_norm_precondition(decay=0.5, eps=0.0)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (4.0, 1.0):
+        ...     updates, state = tx.update(jnp.array([g]), state)
+        >>> round(state.inner.nu.item(), 4)  # u_2 = max(0.5 * 4, |1|)
+        2.0
+        >>> round(updates.item(), 4)  # g_2 / u_2
+        0.5
+
+    Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
+    """
+
+    decay: PerParameter = hyperparameter(default=0.999, domain=DECAY_RATE)
+    eps: Any = hyperparameter(default=1e-8, domain=EPSILON)
+    nu_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return SecondMomentState(real_zeros_like(params, self.nu_dtype))
+
+    def apply(self, updates, state, params, count):
+        record = as_moments(updates)
+        if record.nu is not None:
+            raise TypeError(
+                "infinity_norm_precondition keeps its own scale u_t and would ignore the second "
+                "moment before it: remove that block, or use infinity_norm_second_moment "
+                "followed by precondition"
+            )
+        decays = per_leaf(self.decay, count - 1, state.nu, "decay")
+        u = map_params(
+            lambda g, u, decay: infinity_norm_step(g, u, decay, self.eps),
+            record.gradient,
+            state.nu,
+            names=("nu",),
+            per_leaf=(decays,),
+        )
+        return map_params(divided_by_scale, record.mu, u, names=("nu",)), SecondMomentState(u)
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -203,4 +290,5 @@ class ScaleByAdadelta(Transform):
 
 
 rectified_precondition = RectifiedPrecondition
+infinity_norm_precondition = InfinityNormPrecondition
 scale_by_adadelta = ScaleByAdadelta

@@ -16,7 +16,7 @@ from adaptive_jax._src.core.hyperparameter import (
 )
 from adaptive_jax._src.core.module import hyperparameter
 from adaptive_jax._src.core.moments import expect_gradients
-from adaptive_jax._src.core.numerics import cast_like, global_norm, widest_dtype
+from adaptive_jax._src.core.numerics import as_dtype, cast_like, global_norm, once, widest_dtype
 from adaptive_jax._src.core.protocol import Transform
 
 
@@ -24,15 +24,20 @@ def scale_leaves(updates: Any, factors: list[Any]) -> Any:
     """Multiply each leaf of ``updates`` by its factor, in the leaf's dtype.
 
     The product is formed in at least float32, so a small learning rate is not rounded
-    to a float16 subnormal (or to 0) before it multiplies the update.
+    to a float16 subnormal (or to 0) before it multiplies the update.  Each factor is
+    cast once per step and dtype (:func:`~adaptive_jax._src.core.numerics.as_dtype`).
     """
 
     def product(u: jax.Array, factor: Any) -> jax.Array:
         wide = widest_dtype(u.dtype, jnp.float32)
-        return (u.astype(wide) * jnp.asarray(factor).astype(wide)).astype(u.dtype)
+        return (u.astype(wide) * as_dtype(factor, wide)).astype(u.dtype)
 
     leaves, treedef = jax.tree_util.tree_flatten(updates)
     return jax.tree_util.tree_unflatten(treedef, [product(u, f) for u, f in zip(leaves, factors)])
+
+
+def _negative(rate: Any) -> jax.Array:
+    return -jnp.asarray(rate)
 
 
 class ScaleByLearningRate(Transform):
@@ -58,10 +63,7 @@ class ScaleByLearningRate(Transform):
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "scale_by_learning_rate")
         rates = per_leaf(self.learning_rate, count - 1, updates, "learning_rate")
-        negated: dict[int, Any] = {}
-        for rate in rates:
-            negated.setdefault(id(rate), -jnp.asarray(rate))
-        return scale_leaves(updates, [negated[id(r)] for r in rates]), state
+        return scale_leaves(updates, [once(_negative, rate) for rate in rates]), state
 
 
 class Scale(Transform):

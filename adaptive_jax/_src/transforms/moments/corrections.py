@@ -15,20 +15,35 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaptive_jax._src.core.module import static
 from adaptive_jax._src.core.moments import Moments, expect_moments, leaf_values
-from adaptive_jax._src.core.numerics import cast_like
+from adaptive_jax._src.core.numerics import as_dtype, once
 from adaptive_jax._src.core.protocol import Transform
 from adaptive_jax._src.core.trees import map_params
 from adaptive_jax._src.transforms.moments.second import real_zeros_like
 
 
+def _reciprocal(correction: Any, dtype: np.dtype) -> jax.Array:
+    return 1 / as_dtype(correction, dtype)
+
+
 def _divide(tree: Any, correction: Any) -> Any:
+    """Each leaf divided by its correction: times ``1/correction``, computed once per step.
+
+    XLA turns a division by a broadcast scalar into this product anyway, but only when
+    no other rewrite comes first (``(m / c) / d`` may become ``m / (c * d)``, which
+    rounds differently): written out, the step's rounding does not depend on the order
+    of XLA's rewrites, and the native fused step computes the same product.
+    """
     if isinstance(correction, float) and correction == 1.0:
         return tree
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    divided = [x / cast_like(c, x) for x, c in zip(leaves, leaf_values(correction, tree))]
+    divided = [
+        x * once(_reciprocal, c, jnp.dtype(jnp.result_type(x)))
+        for x, c in zip(leaves, leaf_values(correction, tree))
+    ]
     return jax.tree_util.tree_unflatten(treedef, divided)
 
 

@@ -20,13 +20,25 @@ import jax
 from adaptive_jax._src.core.hyperparameter import DECAY_RATE, PerParameter, per_leaf
 from adaptive_jax._src.core.module import hyperparameter, static
 from adaptive_jax._src.core.moments import Moments, expect_gradients, per_leaf_tree
-from adaptive_jax._src.core.numerics import bias_correction, cast_like, ema, increment
+from adaptive_jax._src.core.numerics import (
+    as_dtype,
+    bias_correction,
+    ema,
+    increment,
+    once,
+    one_minus,
+)
 from adaptive_jax._src.core.protocol import Transform
 from adaptive_jax._src.core.trees import map_params, zeros_like
 
 
 def corrections(decays: list[Any], count: jax.Array) -> list[Any]:
-    """:math:`1-\\beta^t` for each leaf's decay, computed once per distinct decay."""
+    """:math:`1-\\beta^t` for each leaf's decay: one object per distinct decay.
+
+    Leaves sharing a decay share the correction object, so that ``per_leaf_tree`` hands
+    on one scalar (also where no update's :func:`~adaptive_jax._src.core.numerics.once` is
+    active, when ``apply`` is called directly).
+    """
     done: dict[int, Any] = {}
     for decay in decays:
         if id(decay) not in done:
@@ -80,6 +92,11 @@ def first_moment(updates: Any, mu: Any, decays: list[Any]) -> Any:
     return map_params(lambda g, m, b: ema(m, g, b), updates, mu, names=("mu",), per_leaf=(decays,))
 
 
+def _look_ahead_weight(decay: Any, correction: Any, next_correction: Any, dtype: Any) -> Any:
+    """:math:`\beta_1 (1-\beta_1^t)/(1-\beta_1^{t+1})` in ``dtype``: NAdam's weight of :math:`m_t`."""
+    return as_dtype(decay, dtype) * as_dtype(correction / next_correction, dtype)
+
+
 class NesterovEmaOfGradients(Transform):
     r"""NAdam's first moment: Adam's EMA, handed on as its one-step look-ahead.
 
@@ -122,9 +139,8 @@ class NesterovEmaOfGradients(Transform):
 
         def look_ahead(g, m, decay, correction, next_correction):
             # debias divides by 1 - b1^t; the look-ahead term needs 1 - b1^(t+1) instead.
-            b1 = cast_like(decay, m)
-            ratio = cast_like(correction / next_correction, m)
-            return b1 * ratio * m + (1 - b1) * g.astype(m.dtype)
+            weight = once(_look_ahead_weight, decay, correction, next_correction, m.dtype)
+            return weight * m + one_minus(decay, m.dtype) * g.astype(m.dtype)
 
         bar = map_params(look_ahead, updates, mu, names=("mu",), per_leaf=(decays, now, ahead))
         return Moments(updates, bar, mu_correction=per_leaf_tree(now, updates)), FirstMomentState(

@@ -32,6 +32,7 @@ from adaptive_jax._src.core.numerics import (
     cast_like,
     compute_dtype,
     ema,
+    one_minus,
     safe_sqrt,
     squared_magnitude,
 )
@@ -112,6 +113,12 @@ def _magnitude(g: jax.Array) -> jax.Array:
     return jnp.abs(g)
 
 
+def infinity_norm_step(g: jax.Array, u: jax.Array, decay: Any, eps: Any) -> jax.Array:
+    r"""Adamax's recursion for one leaf: :math:`\max(\beta_2 u_{t-1}, |g_t| + \epsilon)` in ``u``'s dtype."""
+    magnitude = _magnitude(g).astype(u.dtype) + cast_like(eps, u)
+    return jnp.maximum(cast_like(decay, u) * u, magnitude)
+
+
 class InfinityNormSecondMoment(Transform):
     r"""Adamax's scale: an exponentially weighted infinity norm of the gradients.
 
@@ -123,7 +130,10 @@ class InfinityNormSecondMoment(Transform):
     second moment is :math:`u_t^2` (squared in at least float32), so that
     ``precondition(eps=0)`` gives :math:`\hat m_t / u_t` (:math:`\sqrt{u^2} = u` exactly
     in binary floating point, barring underflow).  ``eps`` sits inside the maximum: the
-    placement of both ``torch.optim.Adamax`` and ``optax.scale_by_adamax``.
+    placement of both ``torch.optim.Adamax`` and ``optax.scale_by_adamax``.  Use it to
+    hand :math:`u_t` on as a second moment (to ``amsgrad_max``, another preconditioner);
+    :func:`~adaptive_jax.adamax` itself divides by :math:`u_t` directly, without the square
+    and the root (:class:`~adaptive_jax.infinity_norm_precondition`: the same numbers).
 
     Args:
         decay: :math:`\beta_2` in :math:`[0, 1)`, or a per-parameter tree of them.
@@ -155,12 +165,13 @@ class InfinityNormSecondMoment(Transform):
     def apply(self, updates, state, params, count):
         record = updates if isinstance(updates, Moments) else Moments(updates, updates)
         decays = per_leaf(self.decay, count - 1, state.nu)
-
-        def weighted_max(g, u, decay):
-            magnitude = _magnitude(g).astype(u.dtype) + cast_like(self.eps, u)
-            return jnp.maximum(cast_like(decay, u) * u, magnitude)
-
-        u = map_params(weighted_max, record.gradient, state.nu, names=("nu",), per_leaf=(decays,))
+        u = map_params(
+            lambda g, u, decay: infinity_norm_step(g, u, decay, self.eps),
+            record.gradient,
+            state.nu,
+            names=("nu",),
+            per_leaf=(decays,),
+        )
         squared = jax.tree_util.tree_map(lambda x: x.astype(compute_dtype(x)) ** 2, u)
         return record._replace(nu=squared, nu_correction=1.0), SecondMomentState(u)
 
@@ -228,7 +239,7 @@ class YogiMoments(Transform):
 
         def additive(g, v, b2):
             square = squared_magnitude(g, v.dtype)
-            return v - (1 - cast_like(b2, v)) * jnp.sign(v - square) * square
+            return v - one_minus(b2, v.dtype) * jnp.sign(v - square) * square
 
         nu = map_params(additive, updates, state.nu, names=("nu",), per_leaf=(b2s,))
         record = Moments(
