@@ -202,17 +202,27 @@ def central_difference(f, x, h):
     return (f(x - 2 * h) - 8 * f(x - h) + 8 * f(x + h) - f(x + 2 * h)) / (12 * h)
 
 
-def test_novograd_meta_gradient_is_finite_where_optax_is_nan():
-    """A tensor with an exactly zero gradient: optax's ``jnp.linalg.norm(g) ** 2`` has a NaN
-    derivative at 0, our sum of squares has derivative 0."""
+# A tensor with an exactly zero gradient: optax differentiates a norm (novograd's
+# ``jnp.linalg.norm(g) ** 2``) or a square root (adan's and optimistic_adam's
+# ``sqrt(nu + eps_root)`` with eps_root = 0) at 0 and gets NaN; ours has derivative 0 there.
+ZERO_GRADIENT_CASES = {
+    "novograd": lambda lr, lib: lib.novograd(lr, b1=0.8, b2=0.5, eps=1e-3, weight_decay=0.1),
+    "adan": lambda lr, lib: lib.adan(lr, eps=1e-3, eps_root=0.0),
+    "optimistic_adam": lambda lr, lib: lib.optimistic_adam(lr, eps=1e-3),
+}
 
-    def meta_loss(make):
-        return lambda lr: unrolled(make(lr, b1=0.8, b2=0.5, eps=1e-3, weight_decay=0.1))
 
+@pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", sorted(ZERO_GRADIENT_CASES))
+def test_meta_gradient_is_finite_where_optax_is_nan(name):
+    make = ZERO_GRADIENT_CASES[name]
     with jax.numpy_dtype_promotion("standard"):
-        theirs = jax.grad(meta_loss(optax.novograd))(0.05)
+        theirs = jax.grad(lambda lr: unrolled(make(lr, optax)))(0.05)
     assert np.isnan(theirs)
-    ours = meta_loss(aj.novograd)
+
+    def ours(lr):
+        return unrolled(make(lr, aj))
+
     fd = central_difference(ours, 0.05, 1e-5)
     np.testing.assert_allclose(jax.grad(ours)(0.05), fd, rtol=1e-6)
     np.testing.assert_allclose(jax.jvp(ours, (0.05,), (1.0,))[1], fd, rtol=1e-6)

@@ -44,7 +44,10 @@ def adan(
     (and defaults) of ``optax.adan``: the :math:`\beta` are decay rates (the paper's
     :math:`1-\beta`), and weight decay is decoupled and added to the step (the paper
     divides by :math:`1 + \lambda\alpha` instead).  optax's ``mask`` is a per-parameter
-    ``weight_decay`` tree here (0 where masked).  torch.optim has no Adan.
+    ``weight_decay`` tree here (0 where masked).  torch.optim has no Adan.  Where a
+    parameter's gradient is exactly 0 and ``eps_root=0``, optax differentiates
+    :math:`\sqrt{\cdot}` at 0 and its meta-gradients are NaN; ours are finite
+    (``tests/test_optimizers_core.py``).
 
     Args:
         learning_rate: :math:`\alpha`: a number, a schedule, or a per-parameter tree.

@@ -74,7 +74,9 @@ def optimistic_adam(
     ``optimistic_adam_v2`` is this chain with a separate learning rate after the
     optimistic block).  ``optimism=None`` is the learning rate itself, one leaf:
     its meta-gradient counts both uses.  Unlike optax, ``learning_rate`` may be a
-    schedule.  torch.optim has none.
+    schedule, and meta-gradients are finite where a gradient is exactly 0 at the
+    default ``eps_root=0`` (optax's are NaN: :math:`\sqrt{\cdot}` at 0).  torch.optim
+    has none.
 
     Args:
         learning_rate: :math:`\alpha`: a number, a schedule, or a per-parameter tree.
