@@ -34,10 +34,22 @@ from adaptive_jax._src.optimizers.adam_family import (
     radam,
     yogi,
 )
+from adaptive_jax._src.optimizers.adan import adan
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
+from adaptive_jax._src.optimizers.layerwise import fromage, lars, novograd
 from adaptive_jax._src.optimizers.lion import lion
+from adaptive_jax._src.optimizers.noisy import noisy_sgd
+from adaptive_jax._src.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
+from adaptive_jax._src.optimizers.polyak import polyak_sgd
+from adaptive_jax._src.optimizers.rprop import rprop
 from adaptive_jax._src.optimizers.sgd import sgd
-from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
+from adaptive_jax._src.optimizers.sign_and_normalized import (
+    normalized_gd,
+    sign_descent,
+    sign_sgd,
+    signum,
+)
+from adaptive_jax._src.optimizers.sm3 import sm3
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
 from adaptive_jax._src.transforms.accumulation import MultiSteps, apply_every, skip_not_finite
@@ -63,6 +75,7 @@ from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
 from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
+    ema_of_gradient_differences,
     ema_of_gradients,
     nesterov_ema_of_gradients,
 )
@@ -71,12 +84,22 @@ from adaptive_jax._src.transforms.moments.second import (
     centered_ema_of_squares,
     ema_of_squares,
 )
+from adaptive_jax._src.transforms.moments.second_reduced import (
+    per_layer_second_moment,
+    sm3_second_moment,
+)
 from adaptive_jax._src.transforms.moments.second_variants import (
     belief_second_moment,
     infinity_norm_second_moment,
     yogi_moments,
 )
-from adaptive_jax._src.transforms.momentum import lion_momentum, trace
+from adaptive_jax._src.transforms.momentum import (
+    ema_of_updates,
+    lion_momentum,
+    scale_by_optimistic_gradient,
+    trace,
+)
+from adaptive_jax._src.transforms.noise import add_noise
 from adaptive_jax._src.transforms.per_example import per_example_global_norm_clip
 from adaptive_jax._src.transforms.plateau import reduce_on_plateau
 from adaptive_jax._src.transforms.preconditioning import (
@@ -99,14 +122,16 @@ from adaptive_jax._src.transforms.robustness import (
     skip_large_updates,
     zero_nans,
 )
+from adaptive_jax._src.transforms.rprop import scale_by_rprop
 from adaptive_jax._src.transforms.scaling import (
     normalize_by_global_norm,
     scale,
     scale_by_learning_rate,
+    scale_by_polyak,
     scale_by_sign,
 )
 from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
-from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
+from adaptive_jax._src.transforms.trust_ratio import fromage_step, scale_by_trust_ratio
 
 __version__ = "0.2.0"
 
@@ -131,6 +156,7 @@ __all__ = [
     "adaptive_grad_clip",
     "add_decoupled_weight_decay",
     "add_l2_regularization",
+    "add_noise",
     "amsgrad_max",
     "apply_if_finite",
     "belief_second_moment",
@@ -139,8 +165,11 @@ __all__ = [
     "clip_by_block_rms",
     "clip_by_global_norm",
     "debias",
+    "ema_of_gradient_differences",
     "ema_of_gradients",
     "ema_of_squares",
+    "ema_of_updates",
+    "fromage_step",
     "infinity_norm_precondition",
     "infinity_norm_second_moment",
     "keep_params_nonnegative",
@@ -148,6 +177,7 @@ __all__ = [
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
     "per_example_global_norm_clip",
+    "per_layer_second_moment",
     "precondition",
     "rectified_precondition",
     "scale",
@@ -155,11 +185,15 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "scale_by_optimistic_gradient",
+    "scale_by_polyak",
     "scale_by_rms",
+    "scale_by_rprop",
     "scale_by_sign",
     "scale_by_trust_ratio",
     "skip_large_updates",
     "skip_not_finite",
+    "sm3_second_moment",
     "trace",
     "yogi_moments",
     "zero_nans",
@@ -188,16 +222,28 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "adan",
     "amsgrad",
+    "fromage",
     "lamb",
+    "lars",
     "lion",
     "nadam",
     "nadamw",
+    "noisy_sgd",
     "normalized_gd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_gradient_descent",
+    "polyak_sgd",
     "radam",
     "rmsprop",
+    "rprop",
     "sgd",
     "sign_descent",
+    "sign_sgd",
+    "signum",
+    "sm3",
     "yogi",
     # the training step
     "make_train_step",

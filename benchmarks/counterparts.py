@@ -32,9 +32,10 @@ TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
 
 def named_optimizers() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     """``{name: (factory, kwargs)}`` from the test catalog."""
-    from tests.optimizer_catalog import NAMED_OPTIMIZERS
+    from tests.optimizer_catalog import NAMED_OPTIMIZERS, NEEDS_VALUE
 
-    return dict(NAMED_OPTIMIZERS)
+    # The timed steps pass gradients only; polyak_sgd's update also needs the loss.
+    return {name: entry for name, entry in NAMED_OPTIMIZERS.items() if name not in NEEDS_VALUE}
 
 
 def _accepted(function: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +74,9 @@ def torch_counterpart(name: str, factory: Callable[..., Any], kwargs: dict[str, 
             translated[key] = value
     if "b1" in kwargs:
         translated["betas"] = (kwargs["b1"], kwargs.get("b2", 0.999))
+    if "eta_minus" in kwargs:  # Rprop's factors and step-size bounds
+        translated["etas"] = (kwargs["eta_minus"], kwargs["eta_plus"])
+        translated["step_sizes"] = (kwargs["min_step_size"], kwargs["max_step_size"])
     translated = _accepted(cls, translated)
     for mode in ("fused", "foreach"):
         if mode not in inspect.signature(cls).parameters:

@@ -3,6 +3,17 @@
 Each entry: name -> (factory, kwargs).  kwargs hold every numeric hyperparameter the
 optimizer takes (so differentiability tests cover all of them) at values away from the
 edges of their valid ranges.
+
+Two entries need more than gradients (the tests that iterate over the catalog handle
+them, each saying how):
+
+* ``polyak_sgd`` needs the loss, ``update(grads, state, params, value=loss)``: tests that
+  call ``update`` themselves pass ``value=`` (``VALUE`` where the loss is made up) to
+  every optimizer (the others ignore it); those that go through a helper taking
+  gradients only (``update_step``, the native step, ``flatten``, ``apply_if_finite``'s
+  test runner, the benchmarks) leave it out (``NEEDS_VALUE``);
+* ``noisy_sgd`` draws noise from a key in its state: its steps are reproducible, but
+  not elementwise functions of the gradient the native step could translate.
 """
 
 import adaptive_jax as aj
@@ -59,4 +70,48 @@ NAMED_OPTIMIZERS = {
         aj.lamb,
         dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
     ),
+    # optax's core optimizers (tests/test_optimizers_core.py has their parity cases;
+    # adamaxw and nadamw were already in adaptive_jax and tests/test_against_optax.py).
+    "adamaxw": (aj.adamaxw, dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, weight_decay=0.1)),
+    "adan": (
+        aj.adan,
+        dict(learning_rate=0.02, b1=0.8, b2=0.9, b3=0.9, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
+    "fromage": (aj.fromage, dict(learning_rate=0.05, min_norm=1e-3)),
+    "lars": (
+        aj.lars,
+        dict(learning_rate=0.5, weight_decay=0.1, trust_coefficient=0.02, eps=1e-3, momentum=0.9),
+    ),
+    "nadamw": (
+        aj.nadamw,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
+    "noisy_sgd": (aj.noisy_sgd, dict(learning_rate=0.05, eta=0.01, gamma=0.55)),
+    "novograd": (
+        aj.novograd,
+        dict(learning_rate=0.02, b1=0.9, b2=0.5, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
+    "optimistic_adam": (
+        aj.optimistic_adam,
+        dict(learning_rate=0.02, optimism=0.01, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4),
+    ),
+    "optimistic_gradient_descent": (
+        aj.optimistic_gradient_descent,
+        dict(learning_rate=0.05, alpha=0.8, beta=0.6),
+    ),
+    "polyak_sgd": (aj.polyak_sgd, dict(max_learning_rate=0.5, scaling=0.8, f_min=-0.05, eps=1e-3)),
+    "rprop": (
+        aj.rprop,
+        dict(
+            learning_rate=0.01, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-3, max_step_size=0.05
+        ),
+    ),
+    "sign_sgd": (aj.sign_sgd, dict(learning_rate=0.01)),
+    "signum": (aj.signum, dict(learning_rate=0.01, beta=0.9)),
+    "sm3": (aj.sm3, dict(learning_rate=0.05, momentum=0.9)),
 }
+
+# Optimizers whose update needs the loss as ``value=`` (see the module docstring).
+NEEDS_VALUE = {"polyak_sgd"}
+# What tests that call ``update`` with made-up gradients pass as the loss.
+VALUE = 1.0

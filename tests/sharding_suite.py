@@ -14,13 +14,17 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import adaptive_jax as aj
-from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.optimizer_catalog import NAMED_OPTIMIZERS, VALUE
 
 assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
 
 COLLECTIVES = ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter")
 # Optimizers whose update needs a global quantity (a norm over all or one parameter leaf).
 NEEDS_REDUCTION = {"normalized_gd", "lamb"}
+# Norms per tensor (lars, fromage, novograd) and a global norm (polyak_sgd).
+NEEDS_REDUCTION |= {"fromage", "lars", "novograd", "polyak_sgd"}
+# SM3's accumulators are a matrix's row and column maxima: vectors cross devices.
+NEEDS_VECTOR_REDUCTION = {"sm3"}
 
 
 def mesh_2d():
@@ -87,7 +91,8 @@ def test_state_and_updates_keep_parameter_shardings(name):
     for path, leaf, param in per_parameter_leaves(abstract_state, params):
         assert leaf.sharding.spec == param.sharding.spec, path
 
-    updates, new_state = jax.jit(tx.update)(grads, state, params)
+    # value= is the loss polyak_sgd needs (a stand-in); the others ignore it.
+    updates, new_state = jax.jit(tx.update)(grads, state, params, value=VALUE)
     for key in params:
         assert updates[key].sharding.is_equivalent_to(params[key].sharding, params[key].ndim)
     for path, leaf, param in per_parameter_leaves(new_state, params):
@@ -95,7 +100,7 @@ def test_state_and_updates_keep_parameter_shardings(name):
 
     # The numbers are those of the same update on one device.
     local = jax.tree_util.tree_map(np.asarray, (grads, params))
-    ref_updates, _ = tx.update(local[0], tx.init(local[1]), local[1])
+    ref_updates, _ = tx.update(local[0], tx.init(local[1]), local[1], value=VALUE)
     for key in params:
         np.testing.assert_allclose(
             np.asarray(updates[key]), ref_updates[key], rtol=1e-12, atol=1e-15
@@ -108,7 +113,7 @@ def test_update_adds_only_the_reductions_it_needs(name):
     tx = factory(**kwargs)
     params = sharded_params(mesh_2d())
     state = tx.init(params)
-    hlo = jax.jit(tx.update).lower(params, state, params).compile().as_text()
+    hlo = jax.jit(tx.update).lower(params, state, params, value=VALUE).compile().as_text()
     counts = collective_counts(hlo)
     others = {k: v for k, v in counts.items() if k != "all-reduce"}
     assert sum(others.values()) == 0, counts
@@ -122,6 +127,8 @@ def test_update_adds_only_the_reductions_it_needs(name):
         for line in reduce_lines:
             result_type = line.split("=", 1)[1].strip().split(" ", 1)[0]
             assert re.fullmatch(r"\(?(f(32|64)\[\](,\s*)?)+\)?", result_type), line
+    elif name in NEEDS_VECTOR_REDUCTION:
+        assert counts["all-reduce"] >= 1, counts
     else:
         assert counts["all-reduce"] == 0, counts
 

@@ -191,6 +191,12 @@ CASES = {
         aj.adadelta(0.5, rho=0.8, eps=1e-4, weight_decay=0.05),
         lambda p: torch.optim.Adadelta(p, lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.05),
     ),
+    # learning_rate lies in [min_step_size, max_step_size]: torch's clip of the initial step
+    # size at the first update (where ours keeps it) changes nothing.
+    "rprop": Case(
+        aj.rprop(0.01, eta_minus=0.4, eta_plus=1.3, min_step_size=1e-3, max_step_size=0.05),
+        lambda p: torch.optim.Rprop(p, lr=0.01, etas=(0.4, 1.3), step_sizes=(1e-3, 0.05)),
+    ),
     # The schedule sees the 0-based step: torch's ExponentialLR stepped after each update.
     "adam_exponential_decay": Case(
         aj.adam(aj.schedules.exponential_decay(0.02, 0.97), b1=0.8, b2=0.95, eps=1e-3),

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import adaptive_jax as aj
-from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.optimizer_catalog import NAMED_OPTIMIZERS, NEEDS_VALUE
 
 PARAMS = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.asarray(0.25)}
 
@@ -51,7 +51,10 @@ def run(tx, poisons, params=PARAMS):
 POISONS = [jnp.nan, jnp.inf, -jnp.inf]
 
 
-@pytest.mark.parametrize("index, name", list(enumerate(sorted(NAMED_OPTIMIZERS))))
+# polyak_sgd needs the loss as value=, which run() does not pass.
+@pytest.mark.parametrize(
+    "index, name", list(enumerate(sorted(set(NAMED_OPTIMIZERS) - NEEDS_VALUE)))
+)
 def test_after_a_non_finite_step_params_and_inner_state_are_bit_identical(index, name):
     factory, kwargs = NAMED_OPTIMIZERS[name]
     tx = aj.apply_if_finite(factory(**kwargs), max_consecutive_errors=3)

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import adaptive_jax as aj
-from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.optimizer_catalog import NAMED_OPTIMIZERS, VALUE
 
 rng = np.random.default_rng(0)
 FEATURES = jnp.asarray(rng.normal(size=(10, 8, 3)))  # 10 batches of 8 examples
@@ -34,7 +34,9 @@ gradient = jax.jit(jax.grad(loss))
 @functools.cache
 def train_step(tx, jit=True):
     def step(params, state, t):
-        updates, state = tx.update(gradient(params, FEATURES[t], TARGETS[t]), state, params)
+        grads = gradient(params, FEATURES[t], TARGETS[t])
+        # value= is the loss polyak_sgd needs (a stand-in); the others ignore it.
+        updates, state = tx.update(grads, state, params, value=VALUE)
         return aj.apply_updates(params, updates), state
 
     return jax.jit(step) if jit else step

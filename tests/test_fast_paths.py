@@ -29,6 +29,13 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 GLOBAL_REDUCTIONS = {"normalized_gd"}
 # Per-leaf statistics (trust ratios): a flat buffer would change the numbers.
 PER_LEAF = {"lamb"}
+# Norms per tensor: lars, fromage, novograd.
+PER_LEAF |= {"fromage", "lars", "novograd"}
+# Not run on flat buffers: polyak_sgd needs the loss (value=) that this path does not
+# pass; noisy_sgd's key is state not shaped like a leaf; SM3's cover depends on each
+# tensor's shape (rows, columns), so on the raveled vector it is another optimizer
+# (per-entry Adagrad) -- flatten cannot detect that, use the tree layout for SM3.
+NOT_FLATTENED = {"noisy_sgd", "polyak_sgd", "sm3"}
 
 
 def mixed_tree(with_bfloat16=True):
@@ -68,7 +75,7 @@ def assert_trees_equal(actual, expected):
         np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(e, np.float64))
 
 
-@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(set(NAMED_OPTIMIZERS) - NOT_FLATTENED))
 def test_flatten_gives_the_tree_path_numbers(name):
     factory, kwargs = NAMED_OPTIMIZERS[name]
     tx, params = factory(**kwargs), mixed_tree(with_bfloat16=False)

@@ -15,7 +15,7 @@ import pytest
 
 import adaptive_jax as aj
 from adaptive_jax._src.core.numerics import bias_correction
-from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.optimizer_catalog import NAMED_OPTIMIZERS, VALUE
 
 LOW = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}
 TARGET = np.array([0.5, -1.0, 2.0, 0.25])
@@ -76,7 +76,8 @@ def test_every_named_optimizer_keeps_low_precision_params_finite(name, dtype):
     params = jnp.zeros(4, LOW[dtype])
     state = tx.init(params)
     for _ in range(3):  # eagerly: the operations compile once for all optimizers
-        updates, state = tx.update(quadratic_grad(params), state, params)
+        # value= is the loss polyak_sgd needs (a stand-in); the others ignore it.
+        updates, state = tx.update(quadratic_grad(params), state, params, value=VALUE)
         params = aj.apply_updates(params, updates)
     assert params.dtype == LOW[dtype]
     for leaf in jax.tree_util.tree_leaves((params, state, updates)):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adaptive_jax as aj
-from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.optimizer_catalog import NAMED_OPTIMIZERS, VALUE
 
 SETTINGS = settings(
     max_examples=12,
@@ -43,11 +43,11 @@ def gradient_sequence(params, seed, steps, scale=1.0):
     ]
 
 
-def run_updates(tx, params, grads_sequence):
+def run_updates(tx, params, grads_sequence, **extra_args):
     state = tx.init(params)
     history = []
     for grads in grads_sequence:
-        updates, state = tx.update(grads, state, params)
+        updates, state = tx.update(grads, state, params, **extra_args)
         params = aj.apply_updates(params, updates)
         history.append((updates, state))
     return history
@@ -197,14 +197,15 @@ def test_states_round_trip_through_flatten_and_unflatten(params, seed, name):
     factory, kwargs = NAMED_OPTIMIZERS[name]
     tx = factory(**kwargs)
     grads = gradient_sequence(params, seed, steps=2)
-    _, state = run_updates(tx, params, grads[:1])[0]
+    # value= is the loss polyak_sgd needs (a stand-in); the others ignore it.
+    _, state = run_updates(tx, params, grads[:1], value=VALUE)[0]
     state_leaves, treedef = jax.tree_util.tree_flatten(state)
     rebuilt = jax.tree_util.tree_unflatten(treedef, state_leaves)
     assert jax.tree_util.tree_structure(rebuilt) == treedef
     tx_leaves, tx_treedef = jax.tree_util.tree_flatten(tx)
     rebuilt_tx = jax.tree_util.tree_unflatten(tx_treedef, tx_leaves)
     # continuing from the rebuilt state with the rebuilt transformation: the same bits
-    u1, s1 = tx.update(grads[1], state, params)
-    u2, s2 = rebuilt_tx.update(grads[1], rebuilt, params)
+    u1, s1 = tx.update(grads[1], state, params, value=VALUE)
+    u2, s2 = rebuilt_tx.update(grads[1], rebuilt, params, value=VALUE)
     for x, y in zip(leaves((u1, s1)), leaves((u2, s2))):
         np.testing.assert_array_equal(x, y)

@@ -52,6 +52,21 @@ RULES = {
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     # A range particular to one constructor (radam): only non-finite values are shared.
     "threshold": (None, [math.nan, math.inf]),
+    # optax's core optimizers (adan, noisy_sgd, optimistic_*, polyak_sgd, rprop).
+    "b3": DECAY,
+    # signum's beta is a decay rate, optimistic_gradient_descent's any finite number.
+    "alpha": FINITE,
+    "beta": (("[0.0, 1.0)", "[-inf, inf)"), [math.nan, math.inf]),
+    "eta": NONNEGATIVE,
+    "gamma": NONNEGATIVE,
+    "optimism": FINITE,
+    "eta_minus": (("(0.0, 1.0)",), [0.0, 1.0, -0.5, math.nan]),
+    "eta_plus": (("(1.0, inf)",), [1.0, 0.5, math.inf, math.nan]),
+    "min_step_size": NONNEGATIVE,
+    "max_step_size": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "max_learning_rate": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "scaling": FINITE,
+    "f_min": FINITE,
 }
 # Valid values for required arguments, so that the other arguments can be tested.
 REQUIRED = {"learning_rate": 0.1, "factor": 2.0}

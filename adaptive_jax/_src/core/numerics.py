@@ -13,8 +13,8 @@
 * :func:`bias_correction` — ``1 - beta**t`` computed in at least float32, so that
   bfloat16 hyperparameters never make it round to 0.
 * :func:`increment` — a step counter that saturates instead of overflowing.
-* :func:`squared_magnitude`, :func:`ema`, :func:`global_norm` — the arithmetic every
-  moment estimate and clipping block shares.
+* :func:`squared_magnitude`, :func:`ema`, :func:`global_norm`, :func:`squared_global_norm`
+  — the arithmetic every moment estimate and clipping block shares.
 """
 
 from __future__ import annotations
@@ -222,10 +222,23 @@ def global_norm(tree: Any) -> jax.Array:
         >>> print(aj.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
         5.0
     """
+    return safe_sqrt(squared_global_norm(tree))
+
+
+def squared_global_norm(tree: Any) -> jax.Array:
+    r""":math:`\|g\|_2^2 = \sum_i |g_i|^2` over all leaves (no root: smooth at :math:`g = 0`).
+
+    Summed in float64 if any leaf is float64, else in float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from adaptive_jax._src.core.numerics import squared_global_norm
+        >>> print(squared_global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
+        25.0
+    """
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         return jnp.zeros([])
     wide = any(jnp.finfo(jnp.result_type(x)).bits == 64 for x in leaves)
     dtype = jnp.float64 if wide else jnp.float32
-    total = sum(jnp.sum(squared_magnitude(x, dtype)) for x in leaves)
-    return safe_sqrt(total)
+    return jnp.asarray(sum(jnp.sum(squared_magnitude(x, dtype)) for x in leaves))

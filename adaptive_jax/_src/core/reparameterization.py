@@ -12,6 +12,7 @@ name                constrain :math:`c(z)`               range
 ``log``             :math:`e^{z}`                        :math:`(0,\infty)`
 ``log_one_minus``   :math:`1 - \sigma(z)`                :math:`(0, 1)`
 ``softplus``        :math:`\log(1 + e^{z})`              :math:`(0,\infty)`
+``log_above_one``   :math:`1 + e^{z}`                    :math:`(1,\infty)`
 ``identity``        :math:`z`                            :math:`\mathbb{R}`
 ==================  ===================================  =====================
 
@@ -63,11 +64,19 @@ def _softplus_inverse(x: jax.Array) -> jax.Array:
     return x + jnp.log(-jnp.expm1(-x))
 
 
+def _one_plus_exp(z: jax.Array) -> jax.Array:
+    # At least one ulp above 1, where 1 + e^z rounds to 1 for very negative z.
+    one = jnp.ones_like(z)
+    return jnp.maximum(one + jnp.exp(z), jnp.nextafter(one, 2 * one))
+
+
 #: :math:`\lambda = e^{z}`, for values in :math:`(0, \infty)` (learning rates, epsilons).
 LOG = Reparameterization("log", jnp.exp, jnp.log)
 #: :math:`\lambda = 1 - \sigma(z)`, for values in :math:`(0, 1)` (decay rates).
 LOG_ONE_MINUS = Reparameterization("log_one_minus", _one_minus_sigmoid, _log_one_minus_over)
 #: :math:`\lambda = \log(1 + e^{z})`, for non-negative values (weight decays).
 SOFTPLUS = Reparameterization("softplus", jax.nn.softplus, _softplus_inverse)
+#: :math:`\lambda = 1 + e^{z}`, for factors above 1 (Rprop's step increase).
+LOG_ABOVE_ONE = Reparameterization("log_above_one", _one_plus_exp, lambda x: jnp.log(x - 1))
 #: :math:`\lambda = z`, for values on the whole real line.
 IDENTITY = Reparameterization("identity", lambda z: z, lambda x: x)

@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adaptive_jax._src.core.combine import takes_extra_args
 from adaptive_jax._src.core.numerics import COUNT_DTYPE
-from adaptive_jax._src.core.protocol import PyTree, StepState, apply_updates
+from adaptive_jax._src.core.protocol import PyTree, StepState, Transform, apply_updates
 from adaptive_jax._src.meta.checkpointing import Checkpointing, checkpointed_scan
 
 
@@ -53,7 +54,10 @@ def unroll(
     r"""Run ``num_steps`` steps of ``tx`` on ``loss_fn`` with ``lax.scan``.
 
     Each step computes :math:`g = \nabla_\theta` ``loss_fn(params, batch)``, then
-    ``u, s = tx.update(g, s, params)`` and ``params = apply_updates(params, u)``.
+    ``u, s = tx.update(g, s, params, value=loss)`` and ``params = apply_updates(params,
+    u)``.  The loss reaches transformations that use it (:func:`~adaptive_jax.polyak_sgd`,
+    ``optax.contrib.reduce_on_plateau``); an optax transformation whose ``update``
+    takes no extra arguments is called without it.
 
     Args:
         tx: any transformation with ``init``/``update`` (adaptive_jax or optax).
@@ -91,6 +95,7 @@ def unroll(
         -0.75
     """
     num_steps = _resolve_num_steps(data, num_steps)
+    takes_value = isinstance(tx, Transform) or takes_extra_args(tx.update)
     if opt_state is None:
         opt_state = tx.init(params)
     first_step = opt_state.count if isinstance(opt_state, StepState) else jnp.zeros([], COUNT_DTYPE)
@@ -109,7 +114,10 @@ def unroll(
             loss, grads = jax.value_and_grad(loss_fn)(params)
         else:
             loss, grads = jax.value_and_grad(loss_fn)(params, batch_at(index))
-        updates, state = recomputed_in_reverse(tx.update)(grads, state, params)
+        extra = {"value": loss} if takes_value else {}
+        updates, state = recomputed_in_reverse(lambda g, s, p: tx.update(g, s, p, **extra))(
+            grads, state, params
+        )
         return (apply_updates(params, updates), state), loss
 
     (params, opt_state), losses = checkpointed_scan(

@@ -1,10 +1,20 @@
-r"""Momentum: heavy ball, Nesterov, and Lion's two-rate momentum."""
+r"""Momentum: heavy ball, Nesterov, an EMA of the updates, Lion's two-rate momentum, optimism.
+
+* :class:`trace` — heavy ball :math:`b_t = \mu b_{t-1} + g_t` (and Nesterov's look-ahead);
+* :class:`ema_of_updates` — :math:`m_t = \beta m_{t-1} + (1-\beta) u_t` of whatever
+  reaches it (SM3's momentum on the preconditioned step), without bias correction;
+* :class:`lion_momentum` — Lion's interpolated step and slower memory;
+* :class:`scale_by_optimistic_gradient` — optimistic (negative) momentum
+  :math:`(\alpha+\beta) g_t - \beta g_{t-1}` for games.
+"""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from adaptive_jax._src.core.hyperparameter import DECAY_RATE, PerParameter, per_leaf
+import jax.numpy as jnp
+
+from adaptive_jax._src.core.hyperparameter import DECAY_RATE, REAL, PerParameter, per_leaf
 from adaptive_jax._src.core.module import hyperparameter, static
 from adaptive_jax._src.core.moments import expect_gradients
 from adaptive_jax._src.core.numerics import cast_like, ema
@@ -133,5 +143,125 @@ class LionMomentum(Transform):
         return interpolated, LionMomentumState(mu)
 
 
+class EmaOfUpdatesState(NamedTuple):
+    """State of :class:`ema_of_updates`: :math:`m_t`."""
+
+    ema: Any
+
+
+class EmaOfUpdates(Transform):
+    r"""An EMA of the updates, handed on as the update: :math:`m_t = \beta m_{t-1} + (1-\beta) u_t`.
+
+    :math:`m_0 = 0` and no bias correction (``optax.ema(decay, debias=False)``).  After
+    a preconditioner it is momentum on the preconditioned step (SM3's); on raw gradients
+    it is :class:`trace` scaled by :math:`1-\beta`.  For Adam's bias-corrected first
+    moment use :class:`~adaptive_jax.ema_of_gradients` and :class:`~adaptive_jax.debias`.
+
+    Args:
+        decay: :math:`\beta` in :math:`[0, 1)`, or a per-parameter tree.
+        accumulator_dtype: dtype to store :math:`m_t` in (default: the parameters').
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.ema_of_updates(decay=0.5)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for u in (2.0, 4.0):
+        ...     out, state = tx.update(jnp.array([u]), state)
+        >>> out.item()  # 0.5 * (0.5 * 2) + 0.5 * 4
+        2.5
+    """
+
+    decay: PerParameter = hyperparameter(default=0.9, domain=DECAY_RATE)
+    accumulator_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return EmaOfUpdatesState(zeros_like(params, self.accumulator_dtype))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "ema_of_updates")
+        decays = per_leaf(self.decay, count - 1, updates, "decay")
+        new = map_params(
+            lambda u, m, b: ema(m, u, b), updates, state.ema, names=("ema",), per_leaf=(decays,)
+        )
+        out = map_params(lambda u, m: m.astype(u.dtype), updates, new, names=("ema",))
+        return out, EmaOfUpdatesState(new)
+
+
+class ScaleByOptimisticGradientState(NamedTuple):
+    """State of :class:`scale_by_optimistic_gradient`: the previous gradient :math:`g_{t-1}`."""
+
+    previous_gradient: Any
+
+
+class ScaleByOptimisticGradient(Transform):
+    r"""Optimistic gradient: :math:`u_t = (\alpha + \beta)\, g_t - \beta\, g_{t-1}`, :math:`g_0 := g_1`.
+
+    :math:`\alpha g_t + \beta(g_t - g_{t-1})`: the gradient plus a guess of its next
+    change (negative momentum).  With a learning rate after it this is optimistic
+    gradient descent, which converges in the last iterate on bilinear games where
+    gradient descent-ascent cycles or spirals out.  The first step has no previous
+    gradient and uses :math:`g_1` (:math:`u_1 = \alpha g_1`), as
+    ``optax.scale_by_optimistic_gradient`` does, whose numbers these are.
+
+    Args:
+        alpha: :math:`\alpha`, a finite number, a schedule or a per-parameter tree.
+        beta: :math:`\beta`, likewise, or ``None`` for the same value as ``alpha``
+            (``optimistic_adam``'s default optimism).
+        accumulator_dtype: dtype to store :math:`g_{t-1}` in (default: the parameters').
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.scale_by_optimistic_gradient(alpha=1.0, beta=0.5)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (2.0, 3.0):
+        ...     out, state = tx.update(jnp.array([g]), state)
+        >>> out.item()  # 1.5 * 3 - 0.5 * 2
+        3.5
+
+    Reference: Mokhtari, Ozdaglar & Pattathil, "A Unified Analysis of Extra-gradient and
+    Optimistic Gradient Methods for Saddle Point Problems: Proximal Point Approach",
+    AISTATS 2020; Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
+    """
+
+    alpha: PerParameter = hyperparameter(default=1.0, domain=REAL)
+    beta: PerParameter = hyperparameter(default=1.0, domain=REAL, optional=True)
+    accumulator_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return ScaleByOptimisticGradientState(zeros_like(params, self.accumulator_dtype))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "scale_by_optimistic_gradient")
+        alphas = per_leaf(self.alpha, count - 1, updates, "alpha")
+        beta = self.alpha if self.beta is None else self.beta
+        betas = per_leaf(beta, count - 1, updates, "beta")
+        first_step = count == 1
+
+        def optimistic(g, previous, a, b):
+            previous = jnp.where(first_step, g, previous.astype(g.dtype))
+            a, b = cast_like(a, g), cast_like(b, g)
+            return (a + b) * g - b * previous
+
+        out = map_params(
+            optimistic,
+            updates,
+            state.previous_gradient,
+            names=("previous_gradient",),
+            per_leaf=(alphas, betas),
+        )
+        # Stored in the state's dtype (the parameters'), whatever precision reaches it.
+        kept = map_params(
+            lambda g, previous: g.astype(previous.dtype),
+            updates,
+            state.previous_gradient,
+            names=("previous_gradient",),
+        )
+        return out, ScaleByOptimisticGradientState(kept)
+
+
 trace = Trace
+ema_of_updates = EmaOfUpdates
 lion_momentum = LionMomentum
+scale_by_optimistic_gradient = ScaleByOptimisticGradient

@@ -1,4 +1,4 @@
-r"""Scaling steps: learning rate, constant factors, sign and normalized directions."""
+r"""Scaling steps: learning rate, constant factors, sign and normalized directions, Polyak's step."""
 
 from __future__ import annotations
 
@@ -10,14 +10,25 @@ import jax.numpy as jnp
 from adaptive_jax._src.core.hyperparameter import (
     EPSILON,
     LEARNING_RATE,
+    POSITIVE,
     REAL,
+    Domain,
     PerParameter,
     per_leaf,
 )
-from adaptive_jax._src.core.module import hyperparameter
+from adaptive_jax._src.core.module import hyperparameter, static
 from adaptive_jax._src.core.moments import expect_gradients
-from adaptive_jax._src.core.numerics import as_dtype, cast_like, global_norm, once, widest_dtype
+from adaptive_jax._src.core.numerics import (
+    as_dtype,
+    cast_like,
+    global_norm,
+    once,
+    squared_global_norm,
+    widest_dtype,
+)
 from adaptive_jax._src.core.protocol import Transform
+
+LOSS_BOUND = Domain("a lower bound on the loss")
 
 
 def scale_leaves(updates: Any, factors: list[Any]) -> Any:
@@ -143,7 +154,77 @@ class NormalizeByGlobalNorm(Transform):
         return jax.tree_util.tree_map(lambda u: u / cast_like(safe, u), updates), state
 
 
+class ScaleByPolyak(Transform):
+    r"""Polyak's step size: :math:`u = \min\big(\frac{f - f^\star}{\|d\|^2 + \epsilon}, \gamma_{\max}\big)\, d`.
+
+    :math:`d` is the update reaching it (over all leaves) and :math:`f` the loss at the
+    current parameters, passed as ``update(updates, state, params, value=loss)``
+    (``optax.GradientTransformationExtraArgs``; :func:`~adaptive_jax.chain` forwards
+    it).  With :math:`d = -g` the step moves to where the linearised loss reaches
+    :math:`f^\star`, capped at :math:`\gamma_{\max}` (SPS_max).  ``variant="sps+"``
+    replaces :math:`f - f^\star` by its positive part.
+
+    Where :math:`\|d\|^2 + \epsilon` is at most the machine epsilon of its dtype (a zero
+    gradient) the step is 0 and so are its derivatives; optax's
+    ``scale_by_polyak`` divides by that 0 in the branch its ``jnp.where`` discards,
+    so its meta-gradients are NaN there.  Otherwise these are its numbers.
+
+    Args:
+        f_min: :math:`f^\star`, a lower bound on the loss (a finite number).
+        max_learning_rate: :math:`\gamma_{\max} > 0`.
+        eps: :math:`\epsilon \ge 0`, added to the squared norm.
+        variant: ``"sps"`` or ``"sps+"``.
+
+    Raises:
+        TypeError: at ``update``, if ``value=`` is not given.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.chain(aj.scale_by_learning_rate(1.0), aj.scale_by_polyak(max_learning_rate=10.0))
+        >>> params = jnp.array([3.0, 4.0])  # f = |x|^2 / 2 = 12.5, g = x
+        >>> updates, _ = tx.update(params, tx.init(params), params, value=12.5)
+        >>> updates.tolist()  # -(12.5 / 25) x: half way to the minimum 0
+        [-1.5, -2.0]
+
+    Reference: Loizou, Vaswani, Laradji & Lacoste-Julien, "Stochastic Polyak Step-size
+    for SGD: An Adaptive Learning Rate for Fast Convergence", AISTATS 2021; Garrigos,
+    Gower & Schaipp, "Function Value Learning: Adaptive Learning Rates Based on the
+    Polyak Stepsize and Function Splitting in ERM", 2023 (SPS+).
+    """
+
+    f_min: Any = hyperparameter(default=0.0, domain=LOSS_BOUND)
+    max_learning_rate: Any = hyperparameter(default=1.0, domain=POSITIVE)
+    eps: Any = hyperparameter(default=0.0, domain=EPSILON)
+    variant: str = static(default="sps")
+    takes_extra_args = True
+
+    def __check_init__(self):
+        if self.variant not in ("sps", "sps+"):
+            raise ValueError(f"variant={self.variant!r} is invalid: expected 'sps' or 'sps+'")
+
+    def apply(self, updates, state, params, count, value=None, **extra_args):
+        expect_gradients(updates, "scale_by_polyak")
+        if value is None:
+            raise TypeError(
+                "scale_by_polyak needs the loss at the current parameters: "
+                "update(grads, state, params, value=loss)"
+            )
+        squared_norm = squared_global_norm(updates)
+        gap = jnp.asarray(value).astype(squared_norm.dtype) - cast_like(self.f_min, squared_norm)
+        if self.variant == "sps+":
+            gap = jnp.maximum(gap, jnp.zeros_like(gap))
+        denominator = squared_norm + cast_like(self.eps, squared_norm)
+        vanishing = denominator <= jnp.finfo(denominator.dtype).eps
+        # Guard the divisor too: the discarded branch must not put NaN into derivatives.
+        safe = jnp.where(vanishing, jnp.ones_like(denominator), denominator)
+        step = jnp.minimum(gap / safe, cast_like(self.max_learning_rate, gap))
+        step = jnp.where(vanishing, jnp.zeros_like(step), step)
+        return scale_leaves(updates, [step] * len(jax.tree_util.tree_leaves(updates))), state
+
+
 scale_by_learning_rate = ScaleByLearningRate
 scale = Scale
 scale_by_sign = ScaleBySign
 normalize_by_global_norm = NormalizeByGlobalNorm
+scale_by_polyak = ScaleByPolyak
