@@ -21,6 +21,7 @@ from adaptive_jax._src.core.numerics import global_norm
 from adaptive_jax._src.core.protocol import StepState, Transform, apply_updates
 from adaptive_jax._src.core.trees import TreeMismatchError
 from adaptive_jax._src.optimizers.adadelta import adadelta
+from adaptive_jax._src.optimizers.adafactor import adafactor
 from adaptive_jax._src.optimizers.adam_family import (
     adabelief,
     adam,
@@ -41,6 +42,7 @@ from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
 from adaptive_jax._src.transforms.clipping import clip_by_global_norm
+from adaptive_jax._src.transforms.factored import scale_by_factored_rms, scale_by_param_block_rms
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -120,7 +122,9 @@ __all__ = [
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_factored_rms",
     "scale_by_learning_rate",
+    "scale_by_param_block_rms",
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trust_ratio",
@@ -129,6 +133,7 @@ __all__ = [
     # named optimizers
     "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",

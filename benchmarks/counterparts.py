@@ -28,6 +28,13 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
     ),
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
+# Counterparts whose arguments do not translate by name: the torch keyword arguments.
+# torch's Adafactor has no momentum buffer and its own eps pair: less work per step.
+TORCH_ARGUMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "adafactor": lambda learning_rate, decay_rate=0.8, clipping_threshold=1.0, **_: dict(
+        lr=learning_rate, beta2_decay=-decay_rate, d=clipping_threshold
+    ),
+}
 
 
 def named_optimizers() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
@@ -73,6 +80,8 @@ def torch_counterpart(name: str, factory: Callable[..., Any], kwargs: dict[str, 
             translated[key] = value
     if "b1" in kwargs:
         translated["betas"] = (kwargs["b1"], kwargs.get("b2", 0.999))
+    if name in TORCH_ARGUMENTS:
+        translated = TORCH_ARGUMENTS[name](**kwargs)
     translated = _accepted(cls, translated)
     for mode in ("fused", "foreach"):
         if mode not in inspect.signature(cls).parameters:

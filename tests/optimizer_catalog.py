@@ -5,6 +5,8 @@ optimizer takes (so differentiability tests cover all of them) at values away fr
 edges of their valid ranges.
 """
 
+import jax.numpy as jnp
+
 import adaptive_jax as aj
 
 NAMED_OPTIMIZERS = {
@@ -58,5 +60,20 @@ NAMED_OPTIMIZERS = {
     "lamb": (
         aj.lamb,
         dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
+    ),
+    # A float64 momentum buffer (optax's default is float32, which rounds what finite
+    # differences compare); decay_offset = 0.5 keeps t - t_0 > 0 from the first step.
+    "adafactor": (
+        aj.adafactor,
+        dict(
+            learning_rate=0.05,
+            decay_rate=0.7,
+            decay_offset=0.5,
+            clipping_threshold=0.5,
+            momentum=0.6,
+            weight_decay_rate=0.02,
+            eps=1e-3,
+            dtype_momentum=jnp.float64,
+        ),
     ),
 }

@@ -29,6 +29,8 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 GLOBAL_REDUCTIONS = {"normalized_gd"}
 # Per-leaf statistics (trust ratios): a flat buffer would change the numbers.
 PER_LEAF = {"lamb"}
+# Adafactor's block RMS of each leaf (and its factored rows and columns).
+PER_LEAF |= {"adafactor"}
 
 
 def mixed_tree(with_bfloat16=True):

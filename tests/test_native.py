@@ -21,6 +21,8 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
 NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
+# Adafactor's block RMS (update clipping, parameter scale) reduces over each leaf.
+NOT_ELEMENTWISE |= {"adafactor"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
 TO_ROUNDING = {"nadam", "adamax", "adadelta"}
 SIZE = 999  # not a multiple of the vector width: the loop's remainder runs too

@@ -14,7 +14,7 @@ from adaptive_jax._src.core.hyperparameter import (
     PerParameter,
     per_leaf,
 )
-from adaptive_jax._src.core.module import hyperparameter
+from adaptive_jax._src.core.module import hyperparameter, static
 from adaptive_jax._src.core.moments import expect_gradients
 from adaptive_jax._src.core.numerics import cast_like, global_norm, widest_dtype
 from adaptive_jax._src.core.protocol import Transform
@@ -38,11 +38,16 @@ def scale_leaves(updates: Any, factors: list[Any]) -> Any:
 class ScaleByLearningRate(Transform):
     r"""Multiply updates by :math:`-\alpha_t` (descent): :math:`u_t = -\alpha_t\, d_t`.
 
+    With ``flip_sign=False`` it multiplies by :math:`+\alpha_t`, for chains that scale
+    by the learning rate before other terms and negate at the end (Adafactor's, as
+    ``optax.scale_by_learning_rate(..., flip_sign=False)``).
+
     Args:
         learning_rate: :math:`\alpha`: a number (negative: ascent), a schedule of the
             0-based step (the first update uses ``schedule(0)``, as in optax), or a
             pytree prefix of the parameters holding per-group rates, e.g.
             ``{"encoder": 1e-4, "head": 1e-3}``.
+        flip_sign: multiply by :math:`-\alpha_t` (default) or by :math:`+\alpha_t`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -54,10 +59,13 @@ class ScaleByLearningRate(Transform):
     """
 
     learning_rate: PerParameter = hyperparameter(domain=LEARNING_RATE)
+    flip_sign: bool = static(default=True)
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "scale_by_learning_rate")
         rates = per_leaf(self.learning_rate, count - 1, updates, "learning_rate")
+        if not self.flip_sign:
+            return scale_leaves(updates, rates), state
         negated: dict[int, Any] = {}
         for rate in rates:
             negated.setdefault(id(rate), -jnp.asarray(rate))
