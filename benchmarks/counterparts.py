@@ -29,10 +29,11 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
 # Counterparts whose arguments do not translate by name: the torch keyword arguments.
-# torch's Adafactor has no momentum buffer and its own eps pair: less work per step.
+# torch's Adafactor has no momentum buffer, its own eps pair and a clipping threshold
+# of at least 1 (its default 1 is kept): the same kind of step, slightly less work.
 TORCH_ARGUMENTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "adafactor": lambda learning_rate, decay_rate=0.8, clipping_threshold=1.0, **_: dict(
-        lr=learning_rate, beta2_decay=-decay_rate, d=clipping_threshold
+    "adafactor": lambda learning_rate, decay_rate=0.8, **_: dict(
+        lr=learning_rate, beta2_decay=-decay_rate
     ),
 }
 
