@@ -36,6 +36,7 @@ from adaptive_jax._src.optimizers.adam_family import (
     yogi,
 )
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
+from adaptive_jax._src.optimizers.lbfgs import lbfgs
 from adaptive_jax._src.optimizers.lion import lion
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
@@ -43,6 +44,7 @@ from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
 from adaptive_jax._src.transforms.clipping import clip_by_global_norm
 from adaptive_jax._src.transforms.factored import scale_by_factored_rms, scale_by_param_block_rms
+from adaptive_jax._src.transforms.linesearch import value_and_grad_from_state
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -69,6 +71,7 @@ from adaptive_jax._src.transforms.preconditioning_variants import (
     rectified_precondition,
     scale_by_adadelta,
 )
+from adaptive_jax._src.transforms.quasi_newton import scale_by_lbfgs
 from adaptive_jax._src.transforms.regularisation import (
     add_decoupled_weight_decay,
     add_l2_regularization,
@@ -81,6 +84,7 @@ from adaptive_jax._src.transforms.scaling import (
     scale_by_sign,
 )
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
+from adaptive_jax._src.transforms.zoom_linesearch import scale_by_zoom_linesearch
 
 __version__ = "0.2.0"
 
@@ -123,11 +127,13 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_factored_rms",
+    "scale_by_lbfgs",
     "scale_by_learning_rate",
     "scale_by_param_block_rms",
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "scale_by_zoom_linesearch",
     "trace",
     "yogi_moments",
     # named optimizers
@@ -141,6 +147,7 @@ __all__ = [
     "adamw",
     "amsgrad",
     "lamb",
+    "lbfgs",
     "lion",
     "nadam",
     "nadamw",
@@ -154,6 +161,7 @@ __all__ = [
     "make_train_step",
     "ravel_params",
     "update_step",
+    "value_and_grad_from_state",
     # namespaces
     "extend",
     "meta",

@@ -75,5 +75,9 @@ NAMED_OPTIMIZERS = {
             eps=1e-3,
             dtype_momentum=jnp.float64,
         ),
-    ),
+    ),  # Not listed: lbfgs.  Its update needs value= , grad= and value_fn= (the line search),
+    # which the generic suites do not pass, and its step is not elementwise (inner
+    # products over all parameters), so the native step does not apply.  Its meta-
+    # gradients hold only away from the line search's branch changes (accepted trial,
+    # interpolation): tests/test_lbfgs.py checks them there against finite differences.
 }
