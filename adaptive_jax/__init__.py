@@ -21,6 +21,7 @@ from adaptive_jax._src.core.numerics import global_norm
 from adaptive_jax._src.core.protocol import StepState, Transform, apply_updates
 from adaptive_jax._src.core.trees import TreeMismatchError
 from adaptive_jax._src.optimizers.adadelta import adadelta
+from adaptive_jax._src.optimizers.adafactor import adafactor
 from adaptive_jax._src.optimizers.adam_family import (
     adabelief,
     adam,
@@ -37,6 +38,7 @@ from adaptive_jax._src.optimizers.adam_family import (
 from adaptive_jax._src.optimizers.adan import adan
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
 from adaptive_jax._src.optimizers.layerwise import fromage, lars, novograd
+from adaptive_jax._src.optimizers.lbfgs import lbfgs
 from adaptive_jax._src.optimizers.lion import lion
 from adaptive_jax._src.optimizers.noisy import noisy_sgd
 from adaptive_jax._src.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
@@ -72,6 +74,8 @@ from adaptive_jax._src.transforms.combinators import (
     selective_transform,
 )
 from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
+from adaptive_jax._src.transforms.factored import scale_by_factored_rms, scale_by_param_block_rms
+from adaptive_jax._src.transforms.linesearch import value_and_grad_from_state
 from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
@@ -113,6 +117,7 @@ from adaptive_jax._src.transforms.preconditioning_variants import (
     rectified_precondition,
     scale_by_adadelta,
 )
+from adaptive_jax._src.transforms.quasi_newton import scale_by_lbfgs
 from adaptive_jax._src.transforms.regularisation import (
     add_decoupled_weight_decay,
     add_l2_regularization,
@@ -132,6 +137,7 @@ from adaptive_jax._src.transforms.scaling import (
 )
 from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
 from adaptive_jax._src.transforms.trust_ratio import fromage_step, scale_by_trust_ratio
+from adaptive_jax._src.transforms.zoom_linesearch import scale_by_zoom_linesearch
 
 __version__ = "0.2.0"
 
@@ -184,13 +190,17 @@ __all__ = [
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_factored_rms",
+    "scale_by_lbfgs",
     "scale_by_learning_rate",
     "scale_by_optimistic_gradient",
+    "scale_by_param_block_rms",
     "scale_by_polyak",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "scale_by_zoom_linesearch",
     "skip_large_updates",
     "skip_not_finite",
     "sm3_second_moment",
@@ -217,6 +227,7 @@ __all__ = [
     # named optimizers
     "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -227,6 +238,7 @@ __all__ = [
     "fromage",
     "lamb",
     "lars",
+    "lbfgs",
     "lion",
     "nadam",
     "nadamw",
@@ -249,6 +261,7 @@ __all__ = [
     "make_train_step",
     "ravel_params",
     "update_step",
+    "value_and_grad_from_state",
     # namespaces
     "extend",
     "meta",

@@ -28,6 +28,14 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
     ),
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
+# Counterparts whose arguments do not translate by name: the torch keyword arguments.
+# torch's Adafactor has no momentum buffer, its own eps pair and a clipping threshold
+# of at least 1 (its default 1 is kept): the same kind of step, slightly less work.
+TORCH_ARGUMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "adafactor": lambda learning_rate, decay_rate=0.8, **_: dict(
+        lr=learning_rate, beta2_decay=-decay_rate
+    ),
+}
 
 
 def named_optimizers() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
@@ -77,6 +85,8 @@ def torch_counterpart(name: str, factory: Callable[..., Any], kwargs: dict[str, 
     if "eta_minus" in kwargs:  # Rprop's factors and step-size bounds
         translated["etas"] = (kwargs["eta_minus"], kwargs["eta_plus"])
         translated["step_sizes"] = (kwargs["min_step_size"], kwargs["max_step_size"])
+    if name in TORCH_ARGUMENTS:
+        translated = TORCH_ARGUMENTS[name](**kwargs)
     translated = _accepted(cls, translated)
     for mode in ("fused", "foreach"):
         if mode not in inspect.signature(cls).parameters:

@@ -16,6 +16,8 @@ them, each saying how):
   not elementwise functions of the gradient the native step could translate.
 """
 
+import jax.numpy as jnp
+
 import adaptive_jax as aj
 
 NAMED_OPTIMIZERS = {
@@ -109,6 +111,25 @@ NAMED_OPTIMIZERS = {
     "sign_sgd": (aj.sign_sgd, dict(learning_rate=0.01)),
     "signum": (aj.signum, dict(learning_rate=0.01, beta=0.9)),
     "sm3": (aj.sm3, dict(learning_rate=0.05, momentum=0.9)),
+    # A float64 momentum buffer (optax's default is float32, which rounds what finite
+    # differences compare); decay_offset = 0.5 keeps t - t_0 > 0 from the first step.
+    "adafactor": (
+        aj.adafactor,
+        dict(
+            learning_rate=0.05,
+            decay_rate=0.7,
+            decay_offset=0.5,
+            clipping_threshold=0.5,
+            momentum=0.6,
+            weight_decay_rate=0.02,
+            eps=1e-3,
+            dtype_momentum=jnp.float64,
+        ),
+    ),  # Not listed: lbfgs.  Its update needs value= , grad= and value_fn= (the line search),
+    # which the generic suites do not pass, and its step is not elementwise (inner
+    # products over all parameters), so the native step does not apply.  Its meta-
+    # gradients hold only away from the line search's branch changes (accepted trial,
+    # interpolation): tests/test_lbfgs.py checks them there against finite differences.
 }
 
 # Optimizers whose update needs the loss as ``value=`` (see the module docstring).

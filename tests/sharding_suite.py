@@ -25,6 +25,8 @@ NEEDS_REDUCTION = {"normalized_gd", "lamb"}
 NEEDS_REDUCTION |= {"fromage", "lars", "novograd", "polyak_sgd"}
 # SM3's accumulators are a matrix's row and column maxima: vectors cross devices.
 NEEDS_VECTOR_REDUCTION = {"sm3"}
+# Adafactor: the block RMS of each leaf (its matrices here are below the factoring size).
+NEEDS_REDUCTION |= {"adafactor"}
 
 
 def mesh_2d():

@@ -156,6 +156,18 @@ CASES = {
         aj.normalized_gd(LR, eps=1e-3),
         optax.chain(optax.normalize_by_update_norm(eps=1e-3), optax.scale_by_learning_rate(LR)),
     ),
+    # W (4, 3) is factored at min_dim_size_to_factor=3; optax's decay is float64 only if
+    # decay_rate is a float64 array (a Python float rounds it to float32).
+    "adafactor": Case(
+        aj.adafactor(LR, min_dim_size_to_factor=3, momentum=0.8, weight_decay_rate=0.01),
+        optax.adafactor(
+            LR,
+            min_dim_size_to_factor=3,
+            decay_rate=jnp.asarray(0.8, jnp.float64),
+            momentum=0.8,
+            weight_decay_rate=0.01,
+        ),
+    ),
 }
 
 

@@ -193,7 +193,7 @@ def build(name, defaults=False):
             if key == "learning_rate"
             or (name, key) in KEPT_AT_DEFAULTS
             or signature[key].default in (None, inspect.Parameter.empty)
-            or isinstance(value, (bool, str))
+            or isinstance(value, (bool, str, type))  # flags and dtypes: not hyperparameters
         }
     return factory(**kwargs)
 
@@ -215,7 +215,7 @@ def assert_close(names, actual, expected, rtol, atol):
 def test_every_numeric_hyperparameter_is_a_leaf(name):
     _, kwargs = NAMED_OPTIMIZERS[name]
     leaves = Counter(Hyperparameters(build(name)).theta.tolist())
-    numeric = Counter(float(v) for v in kwargs.values() if not isinstance(v, (bool, str)))
+    numeric = Counter(float(v) for v in kwargs.values() if not isinstance(v, (bool, str, type)))
     assert not numeric - leaves, f"not leaves of the pytree: {numeric - leaves}"
 
 

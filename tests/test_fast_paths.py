@@ -36,6 +36,8 @@ PER_LEAF |= {"fromage", "lars", "novograd"}
 # tensor's shape (rows, columns), so on the raveled vector it is another optimizer
 # (per-entry Adagrad) -- flatten cannot detect that, use the tree layout for SM3.
 NOT_FLATTENED = {"noisy_sgd", "polyak_sgd", "sm3"}
+# Adafactor's block RMS of each leaf (and its factored rows and columns).
+PER_LEAF |= {"adafactor"}
 
 
 def mixed_tree(with_bfloat16=True):

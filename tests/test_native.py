@@ -26,6 +26,8 @@ NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
 NOT_ELEMENTWISE |= {"fromage", "lars", "noisy_sgd", "novograd", "polyak_sgd"}
 # SM3 is Adagrad (elementwise) on a vector, but reduces rows and columns of a matrix.
 ELEMENTWISE_ON_VECTORS_ONLY = {"sm3"}
+# Adafactor's block RMS (update clipping, parameter scale) reduces over each leaf.
+NOT_ELEMENTWISE |= {"adafactor"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
 TO_ROUNDING = {"nadam", "adamax", "adadelta"}
 TO_ROUNDING |= {"adan", "nadamw", "optimistic_adam"}

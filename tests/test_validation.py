@@ -43,6 +43,9 @@ RULES = {
     "eps_root": NONNEGATIVE,
     "weight_decay": NONNEGATIVE,
     "initial_accumulator_value": NONNEGATIVE,
+    "decay_rate": NONNEGATIVE,
+    "decay_offset": NONNEGATIVE,
+    "weight_decay_rate": NONNEGATIVE,
     "min_norm": NONNEGATIVE,
     "trust_coefficient": NONNEGATIVE,
     "hypergrad_lr": NONNEGATIVE,
@@ -67,6 +70,7 @@ RULES = {
     "max_learning_rate": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     "scaling": FINITE,
     "f_min": FINITE,
+    "clipping_threshold": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
 }
 # Valid values for required arguments, so that the other arguments can be tested.
 REQUIRED = {"learning_rate": 0.1, "factor": 2.0}

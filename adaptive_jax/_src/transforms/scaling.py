@@ -54,11 +54,16 @@ def _negative(rate: Any) -> jax.Array:
 class ScaleByLearningRate(Transform):
     r"""Multiply updates by :math:`-\alpha_t` (descent): :math:`u_t = -\alpha_t\, d_t`.
 
+    With ``flip_sign=False`` it multiplies by :math:`+\alpha_t`, for chains that scale
+    by the learning rate before other terms and negate at the end (Adafactor's, as
+    ``optax.scale_by_learning_rate(..., flip_sign=False)``).
+
     Args:
         learning_rate: :math:`\alpha`: a number (negative: ascent), a schedule of the
             0-based step (the first update uses ``schedule(0)``, as in optax), or a
             pytree prefix of the parameters holding per-group rates, e.g.
             ``{"encoder": 1e-4, "head": 1e-3}``.
+        flip_sign: multiply by :math:`-\alpha_t` (default) or by :math:`+\alpha_t`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -70,10 +75,13 @@ class ScaleByLearningRate(Transform):
     """
 
     learning_rate: PerParameter = hyperparameter(domain=LEARNING_RATE)
+    flip_sign: bool = static(default=True)
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "scale_by_learning_rate")
         rates = per_leaf(self.learning_rate, count - 1, updates, "learning_rate")
+        if not self.flip_sign:
+            return scale_leaves(updates, rates), state
         return scale_leaves(updates, [once(_negative, rate) for rate in rates]), state
 
 
