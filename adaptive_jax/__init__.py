@@ -34,18 +34,20 @@ from adaptive_jax._src.optimizers.adam_family import (
     radam,
     yogi,
 )
+from adaptive_jax._src.optimizers.adopt import adopt
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
 from adaptive_jax._src.optimizers.lion import lion
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
-from adaptive_jax._src.transforms.clipping import clip_by_global_norm
+from adaptive_jax._src.transforms.clipping import clip, clip_by_global_norm
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
     nesterov_ema_of_gradients,
 )
+from adaptive_jax._src.transforms.moments.previous_second_moment import normalize_by_previous_rms
 from adaptive_jax._src.transforms.moments.second import (
     accumulate_squares,
     centered_ema_of_squares,
@@ -56,7 +58,7 @@ from adaptive_jax._src.transforms.moments.second_variants import (
     infinity_norm_second_moment,
     yogi_moments,
 )
-from adaptive_jax._src.transforms.momentum import lion_momentum, trace
+from adaptive_jax._src.transforms.momentum import ema_momentum, lion_momentum, trace
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -106,14 +108,17 @@ __all__ = [
     "apply_if_finite",
     "belief_second_moment",
     "centered_ema_of_squares",
+    "clip",
     "clip_by_global_norm",
     "debias",
+    "ema_momentum",
     "ema_of_gradients",
     "ema_of_squares",
     "infinity_norm_second_moment",
     "lion_momentum",
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
+    "normalize_by_previous_rms",
     "precondition",
     "rectified_precondition",
     "scale",
@@ -134,6 +139,7 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "adopt",
     "amsgrad",
     "lamb",
     "lion",

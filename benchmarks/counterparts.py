@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optax
+import optax.contrib
 
 # Names whose counterpart is not the same-named function/class.
 OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
@@ -26,6 +27,7 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
         optax.normalize_by_update_norm(scale_factor=1.0, eps=max(eps, 1e-30)),
         optax.scale(-learning_rate),
     ),
+    "adopt": lambda **kwargs: optax.contrib.adopt(**_accepted(optax.contrib.adopt, kwargs)),
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
 

@@ -59,4 +59,5 @@ NAMED_OPTIMIZERS = {
         aj.lamb,
         dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
     ),
+    "adopt": (aj.adopt, dict(learning_rate=0.01, b1=0.9, b2=0.9, eps=1e-3)),
 }

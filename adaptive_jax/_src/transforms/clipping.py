@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax._src.core.hyperparameter import POSITIVE
+from adaptive_jax._src.core.hyperparameter import POSITIVE, Domain, value_at
 from adaptive_jax._src.core.module import hyperparameter
 from adaptive_jax._src.core.moments import expect_gradients
 from adaptive_jax._src.core.numerics import cast_like, global_norm
@@ -43,4 +43,36 @@ class ClipByGlobalNorm(Transform):
         return jax.tree_util.tree_map(lambda u: u * cast_like(factor, u), updates), state
 
 
+# A bound that may grow with the step (ADOPT's default is step ** 0.25, 0 at the first).
+CLIPPING_BOUND = Domain("a clipping bound", 0.0, None, schedule=True)
+
+
+class Clip(Transform):
+    r"""Clip every coordinate to :math:`[-c_t, c_t]`: :math:`u_i = \min(\max(g_i, -c_t), c_t)`.
+
+    ``optax.clip``, with a bound that may also be a schedule of the 0-based step.
+
+    Args:
+        max_delta: :math:`c \ge 0`, or a schedule of the 0-based step.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.clip(1.0)
+        >>> clipped, _ = tx.update(jnp.array([3.0, -0.5, -2.0]), tx.init(jnp.zeros(3)))
+        >>> print(clipped)
+        [ 1.  -0.5 -1. ]
+    """
+
+    max_delta: Any = hyperparameter(default=1.0, domain=CLIPPING_BOUND)
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "clip")
+        bound = value_at(self.max_delta, count - 1, "max_delta")
+        return jax.tree_util.tree_map(
+            lambda u: jnp.clip(u, -cast_like(bound, u), cast_like(bound, u)), updates
+        ), state
+
+
 clip_by_global_norm = ClipByGlobalNorm
+clip = Clip

@@ -133,5 +133,60 @@ class LionMomentum(Transform):
         return interpolated, LionMomentumState(mu)
 
 
+class EmaMomentumState(NamedTuple):
+    """State of :class:`ema_momentum`: :math:`m_t`."""
+
+    mu: Any
+
+
+class EmaMomentum(Transform):
+    r"""An exponential moving average as the update: :math:`m_t = \beta m_{t-1} + (1-\beta) g_t`, :math:`m_0 = 0`.
+
+    No bias correction (``optax.ema(decay, debias=False)``).  With ``nesterov`` the
+    update is the look-ahead :math:`\beta m_t + (1-\beta) g_t` (ADOPT's Nesterov variant).
+
+    Args:
+        decay: :math:`\beta` in :math:`[0, 1)`, or a per-parameter tree of them.
+        nesterov: hand on the look-ahead instead of :math:`m_t`.
+        mu_dtype: dtype to store :math:`m_t` in (default: the parameters').
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.ema_momentum(decay=0.5)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for g in (2.0, 4.0):
+        ...     updates, state = tx.update(jnp.array([g]), state)
+        >>> updates.item()  # m_1 = 1, m_2 = 0.5 + 2
+        2.5
+    """
+
+    decay: PerParameter = hyperparameter(default=0.9, domain=DECAY_RATE)
+    nesterov: bool = static(default=False)
+    mu_dtype: Any = static(default=None)
+
+    def init_state(self, params):
+        return EmaMomentumState(zeros_like(params, self.mu_dtype))
+
+    def apply(self, updates, state, params, count):
+        expect_gradients(updates, "ema_momentum")
+        decays = per_leaf(self.decay, count - 1, updates, "decay")
+        mu = map_params(
+            lambda g, m, b: ema(m, g, b), updates, state.mu, names=("mu",), per_leaf=(decays,)
+        )
+        if self.nesterov:
+            out = map_params(
+                lambda g, m, b: ema(m, g, b).astype(g.dtype),
+                updates,
+                mu,
+                names=("mu",),
+                per_leaf=(decays,),
+            )
+        else:
+            out = map_params(lambda g, m: m.astype(g.dtype), updates, mu, names=("mu",))
+        return out, EmaMomentumState(mu)
+
+
 trace = Trace
 lion_momentum = LionMomentum
+ema_momentum = EmaMomentum
