@@ -34,14 +34,22 @@ from adaptive_jax._src.optimizers.adam_family import (
     radam,
     yogi,
 )
+from adaptive_jax._src.optimizers.ademamix import ademamix
 from adaptive_jax._src.optimizers.adopt import adopt
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
+from adaptive_jax._src.optimizers.learning_rate_free import dadapt_adamw, dog, prodigy
 from adaptive_jax._src.optimizers.lion import lion
+from adaptive_jax._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
 from adaptive_jax._src.transforms.clipping import clip, clip_by_global_norm
+from adaptive_jax._src.transforms.learning_rate_free import (
+    scale_by_dadapt_adam,
+    scale_by_dog,
+    scale_by_prodigy,
+)
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -58,6 +66,7 @@ from adaptive_jax._src.transforms.moments.second_variants import (
     infinity_norm_second_moment,
     yogi_moments,
 )
+from adaptive_jax._src.transforms.moments.slow_ema import mix_slow_ema
 from adaptive_jax._src.transforms.momentum import ema_momentum, lion_momentum, trace
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
@@ -80,6 +89,7 @@ from adaptive_jax._src.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_sign,
 )
+from adaptive_jax._src.transforms.schedule_free import schedule_free, schedule_free_eval_params
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
 
 __version__ = "0.2.0"
@@ -116,6 +126,7 @@ __all__ = [
     "ema_of_squares",
     "infinity_norm_second_moment",
     "lion_momentum",
+    "mix_slow_ema",
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
     "normalize_by_previous_rms",
@@ -125,10 +136,15 @@ __all__ = [
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_dadapt_adam",
+    "scale_by_dog",
     "scale_by_learning_rate",
+    "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "schedule_free",
+    "schedule_free_eval_params",
     "trace",
     "yogi_moments",
     # named optimizers
@@ -139,15 +155,21 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "ademamix",
     "adopt",
     "amsgrad",
+    "dadapt_adamw",
+    "dog",
     "lamb",
     "lion",
     "nadam",
     "nadamw",
     "normalized_gd",
+    "prodigy",
     "radam",
     "rmsprop",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
     "sgd",
     "sign_descent",
     "yogi",

@@ -27,7 +27,16 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
         optax.normalize_by_update_norm(scale_factor=1.0, eps=max(eps, 1e-30)),
         optax.scale(-learning_rate),
     ),
+    "ademamix": lambda **kwargs: optax.contrib.ademamix(
+        **_accepted(optax.contrib.ademamix, kwargs)
+    ),
     "adopt": lambda **kwargs: optax.contrib.adopt(**_accepted(optax.contrib.adopt, kwargs)),
+    "schedule_free_adamw": lambda **kwargs: optax.contrib.schedule_free_adamw(
+        **_accepted(optax.contrib.schedule_free_adamw, kwargs)
+    ),
+    "schedule_free_sgd": lambda **kwargs: optax.contrib.schedule_free_sgd(
+        **_accepted(optax.contrib.schedule_free_sgd, kwargs)
+    ),
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}
 

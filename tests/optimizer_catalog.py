@@ -59,5 +59,28 @@ NAMED_OPTIMIZERS = {
         aj.lamb,
         dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4, weight_decay=0.1),
     ),
+    "ademamix": (
+        aj.ademamix,
+        dict(
+            learning_rate=0.02,
+            b1=0.9,
+            b2=0.99,
+            b3=0.95,
+            alpha=2.0,
+            eps=1e-3,
+            eps_root=1e-4,
+            weight_decay=0.1,
+        ),
+    ),
     "adopt": (aj.adopt, dict(learning_rate=0.01, b1=0.9, b2=0.9, eps=1e-3)),
+    # A constant learning rate: the averaging weights are then 1/t whatever weight_lr_power
+    # is (its meta-gradient is 0); tests/test_recent_optimizers.py checks it with a warm-up.
+    "schedule_free_adamw": (
+        aj.schedule_free_adamw,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, weight_decay=0.1, weight_lr_power=1.5),
+    ),
+    "schedule_free_sgd": (
+        aj.schedule_free_sgd,
+        dict(learning_rate=0.05, b1=0.9, weight_decay=0.01, weight_lr_power=1.5),
+    ),
 }

@@ -22,7 +22,9 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
 NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
-TO_ROUNDING = {"nadam", "adamax", "adadelta"}
+TO_ROUNDING = {"nadam", "adamax", "adadelta", "ademamix"}
+# Schedule-Free's interpolation is reassociated by the fused loop (a few ulps).
+TO_ROUNDING |= {"schedule_free_adamw", "schedule_free_sgd"}
 SIZE = 999  # not a multiple of the vector width: the loop's remainder runs too
 
 

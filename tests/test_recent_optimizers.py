@@ -20,7 +20,38 @@ from tests.test_against_optax import ATOL, FAST_COMPILE, INITIAL, RTOL, STEPS, C
 
 assert STEPS >= 25
 
+
+def slow_decay_warmup(step):
+    return 0.99 - 0.19 * 0.9 ** step.astype(jnp.float64)
+
+
+def alpha_warmup(step):
+    return 4.0 * jnp.minimum(step.astype(jnp.float64) / 50, 1.0)
+
+
+def warmup(step):
+    """optax's warmup_constant_schedule(0, 0.01, 10) in float64 (optax's computes in float32)."""
+    return 0.01 * jnp.minimum(step.astype(jnp.float64) / 10, 1.0)
+
+
+OPTAX_INSIDE = "schedule_free_optax_base"
 CASES = {
+    "ademamix": Case(
+        aj.ademamix(
+            0.01, b1=0.8, b2=0.95, b3=0.99, alpha=3.0, eps=1e-3, eps_root=1e-4, weight_decay=0.1
+        ),
+        optax.contrib.ademamix(
+            0.01, b1=0.8, b2=0.95, b3=0.99, alpha=3.0, eps=1e-3, eps_root=1e-4, weight_decay=0.1
+        ),
+    ),
+    # The paper's warm-ups: alpha from 0, b3 from b1 (schedules of the 0-based step, the
+    # same functions on both sides: optax's own schedules compute in float32).
+    "ademamix_scheduled": Case(
+        aj.ademamix(0.01, b1=0.8, b2=0.95, b3=slow_decay_warmup, alpha=alpha_warmup, eps=1e-3),
+        optax.contrib.ademamix(
+            0.01, b1=0.8, b2=0.95, b3=slow_decay_warmup, alpha=alpha_warmup, eps=1e-3
+        ),
+    ),
     "adopt": Case(
         aj.adopt(0.01, b1=0.8, b2=0.95, eps=1e-3),
         optax.contrib.adopt(0.01, b1=0.8, b2=0.95, eps=1e-3),
@@ -33,6 +64,64 @@ CASES = {
         aj.adopt(0.01, b1=0.8, b2=0.95, eps=1e-3, use_clipping=False),
         optax.contrib.adopt(0.01, b1=0.8, b2=0.95, eps=1e-3, use_clipping=False),
     ),
+    "schedule_free_sgd": Case(
+        aj.schedule_free_sgd(0.05, b1=0.8, weight_decay=0.05),
+        optax.contrib.schedule_free_sgd(0.05, b1=0.8, weight_decay=0.05),
+    ),
+    "schedule_free_adamw": Case(
+        aj.schedule_free_adamw(0.01, b1=0.8, b2=0.95, eps=1e-3, weight_decay=0.1),
+        optax.contrib.schedule_free_adamw(0.01, b1=0.8, b2=0.95, eps=1e-3, weight_decay=0.1),
+    ),
+    "schedule_free_adamw_warmup": Case(
+        aj.schedule_free_adamw(
+            0.01, warmup_steps=10, b1=0.8, b2=0.95, eps=1e-3, weight_lr_power=1.5
+        ),
+        optax.contrib.schedule_free(
+            optax.chain(
+                optax.scale_by_rms(decay=0.95, eps=1e-3, eps_in_sqrt=False, bias_correction=True),
+                optax.add_decayed_weights(0.0),
+                optax.scale_by_learning_rate(warmup),
+            ),
+            warmup,
+            b1=0.8,
+            weight_lr_power=1.5,
+        ),
+    ),
+    # An optax base optimizer inside our wrapper.
+    OPTAX_INSIDE: Case(
+        aj.schedule_free(optax.adam(0.01, b1=0.0, b2=0.95), 0.01, b1=0.8),
+        optax.contrib.schedule_free(optax.adam(0.01, b1=0.0, b2=0.95), 0.01, b1=0.8),
+    ),
+    "prodigy": Case(
+        aj.prodigy(0.5, betas=(0.8, 0.95), eps=1e-3, estim_lr0=1e-3, weight_decay=0.1),
+        optax.contrib.prodigy(0.5, betas=(0.8, 0.95), eps=1e-3, estim_lr0=1e-3, weight_decay=0.1),
+    ),
+    # (With learning_rate=1 and estim_lr_coef=2 the run is chaotic: the two libraries'
+    # rounding differences grow from 1e-16 to 1e-9 by step 100.)
+    "prodigy_safeguard": Case(
+        aj.prodigy(0.5, (0.8, 0.95), 0.9, estim_lr0=1e-3, estim_lr_coef=1.5, safeguard_warmup=True),
+        optax.contrib.prodigy(
+            0.5, (0.8, 0.95), 0.9, estim_lr0=1e-3, estim_lr_coef=1.5, safeguard_warmup=True
+        ),
+    ),
+    "dadapt_adamw": Case(
+        aj.dadapt_adamw(0.5, betas=(0.8, 0.95), eps=1e-3, estim_lr0=1e-3, weight_decay=0.1),
+        optax.contrib.dadapt_adamw(
+            0.5, betas=(0.8, 0.95), eps=1e-3, estim_lr0=1e-3, weight_decay=0.1
+        ),
+    ),
+    "dog": Case(
+        aj.dog(0.5, init_step=("heuristic", 1e-2), eps=1e-4),
+        optax.contrib.dog(0.5, init_step=("heuristic", 1e-2), eps=1e-4),
+    ),
+    "dog_distance": Case(
+        aj.dog(init_step=("distance", 1e-2), weight_decay=0.1),
+        optax.contrib.dog(init_step=("distance", 1e-2), weight_decay=0.1),
+    ),
+    "dog_learning_rate": Case(
+        aj.dog(init_step=("learning_rate", 1e-2)),
+        optax.contrib.dog(init_step=("learning_rate", 1e-2)),
+    ),
 }
 
 
@@ -41,7 +130,9 @@ def trajectories():
     """Both sides of every case, trained in one compiled program (compiling dominates)."""
 
     def run(ours):
-        ours_history = {name: trajectory(tx) for name, tx in ours.items()}
+        ours_history = {name: trajectory(tx) for name, tx in ours.items() if name != OPTAX_INSIDE}
+        with jax.numpy_dtype_promotion("standard"):  # optax's base relies on it
+            ours_history[OPTAX_INSIDE] = trajectory(ours[OPTAX_INSIDE])
         with jax.numpy_dtype_promotion("standard"):
             optax_history = {name: trajectory(case.theirs) for name, case in CASES.items()}
         return ours_history, optax_history
@@ -58,6 +149,25 @@ def test_recent_optimizer_matches_optax(name, trajectories):
         np.testing.assert_allclose(ours[leaf], theirs[leaf], rtol=RTOL, atol=ATOL, err_msg=leaf)
     for leaf in INITIAL:
         assert np.max(np.abs(theirs[leaf][-1] - INITIAL[leaf])) > 1e-3, leaf
+
+
+def delayed_warmup(step):
+    """0 at the first two 0-based steps, then rising linearly to 0.1 over 10."""
+    return 0.1 * jnp.clip((step.astype(jnp.float64) - 1) / 10, 0.0, 1.0)
+
+
+def test_weight_lr_power_meta_gradient_matches_finite_differences():
+    def meta_loss(power):
+        return zero_gradient_meta_loss(
+            lambda lr: aj.schedule_free_sgd(lr, warmup_steps=5, b1=0.8, weight_lr_power=power)
+        )(jnp.asarray(0.05))
+
+    power = jnp.asarray(1.5)
+    gradient = jax.grad(meta_loss)(power)
+    h = 1e-5
+    finite_difference = (meta_loss(power + h) - meta_loss(power - h)) / (2 * h)
+    assert abs(gradient) > 1e-6  # the power matters during the warm-up
+    np.testing.assert_allclose(gradient, finite_difference, rtol=1e-6)
 
 
 def zero_gradient_meta_loss(make):
@@ -82,10 +192,45 @@ def zero_gradient_meta_loss(make):
     return meta_loss
 
 
+def test_schedule_free_eval_params_matches_optax(trajectories):
+    for name in ("schedule_free_sgd", "schedule_free_adamw"):
+        ours, theirs = CASES[name]
+        params = jax.tree_util.tree_map(lambda h: jnp.asarray(h[-1]), trajectories[0][name])
+        grads = jax.tree_util.tree_map(jnp.cos, params)
+        our_state = ours.update(grads, ours.init(INITIAL), INITIAL)[1]
+        with jax.numpy_dtype_promotion("standard"):
+            their_state = theirs.update(grads, theirs.init(INITIAL), INITIAL)[1]
+            expected = optax.contrib.schedule_free_eval_params(their_state, params)
+        got = aj.schedule_free_eval_params(our_state, params)
+        for leaf in INITIAL:
+            np.testing.assert_allclose(got[leaf], expected[leaf], rtol=1e-12, err_msg=leaf)
+            assert np.max(np.abs(got[leaf] - params[leaf])) > 1e-6  # x differs from y
+
+
 @pytest.mark.parametrize(
     "name, ours, theirs",
     [
         ("adopt", lambda lr: aj.adopt(lr, b2=0.9), lambda lr: optax.contrib.adopt(lr, b2=0.9)),
+        # The zero-gradient parameter's sqrt(v) at v = 0.
+        (
+            "prodigy",
+            lambda lr: aj.prodigy(lr, estim_lr0=1e-2),
+            lambda lr: optax.contrib.prodigy(lr, estim_lr0=1e-2),
+        ),
+        (
+            "dadapt_adamw",
+            lambda lr: aj.dadapt_adamw(lr, estim_lr0=1e-2),
+            lambda lr: optax.contrib.dadapt_adamw(lr, estim_lr0=1e-2),
+        ),
+        # A schedule that is 0 at the first step: optax's weight 0 ** r has derivative
+        # 0 * log 0 = NaN in r (here the hyperparameter varied is weight_lr_power).
+        (
+            "schedule_free",
+            lambda r: aj.schedule_free(aj.sgd(delayed_warmup), delayed_warmup, 0.9, 2 + 100 * r),
+            lambda r: optax.contrib.schedule_free(
+                optax.sgd(delayed_warmup), delayed_warmup, 0.9, 2 + 100 * r
+            ),
+        ),
     ],
 )
 def test_meta_gradient_finite_where_optax_is_nan(name, ours, theirs):

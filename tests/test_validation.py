@@ -36,6 +36,7 @@ FINITE = (("[-inf, inf)",), [math.nan, math.inf, -math.inf])
 RULES = {
     "b1": DECAY,
     "b2": DECAY,
+    "b3": DECAY,
     "decay": DECAY,
     "momentum": DECAY,
     "rho": DECAY,
@@ -46,6 +47,8 @@ RULES = {
     "min_norm": NONNEGATIVE,
     "trust_coefficient": NONNEGATIVE,
     "hypergrad_lr": NONNEGATIVE,
+    "alpha": NONNEGATIVE,
+    "weight_lr_power": NONNEGATIVE,
     "learning_rate": FINITE,
     "factor": FINITE,
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
