@@ -39,12 +39,14 @@ from adaptive_jax._src.optimizers.adopt import adopt
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
 from adaptive_jax._src.optimizers.learning_rate_free import dadapt_adamw, dog, prodigy
 from adaptive_jax._src.optimizers.lion import lion
+from adaptive_jax._src.optimizers.madgrad import madgrad
 from adaptive_jax._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
 from adaptive_jax._src.transforms.clipping import clip, clip_by_global_norm
+from adaptive_jax._src.transforms.dual_averaging import scale_by_madgrad
 from adaptive_jax._src.transforms.learning_rate_free import (
     scale_by_dadapt_adam,
     scale_by_dog,
@@ -68,6 +70,10 @@ from adaptive_jax._src.transforms.moments.second_variants import (
 )
 from adaptive_jax._src.transforms.moments.slow_ema import mix_slow_ema
 from adaptive_jax._src.transforms.momentum import ema_momentum, lion_momentum, trace
+from adaptive_jax._src.transforms.orthogonalize import (
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+)
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -130,6 +136,7 @@ __all__ = [
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
     "normalize_by_previous_rms",
+    "orthogonalize_via_newton_schulz",
     "precondition",
     "rectified_precondition",
     "scale",
@@ -139,6 +146,8 @@ __all__ = [
     "scale_by_dadapt_adam",
     "scale_by_dog",
     "scale_by_learning_rate",
+    "scale_by_madgrad",
+    "scale_by_muon",
     "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_sign",
@@ -162,6 +171,7 @@ __all__ = [
     "dog",
     "lamb",
     "lion",
+    "madgrad",
     "nadam",
     "nadamw",
     "normalized_gd",

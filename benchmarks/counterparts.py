@@ -31,6 +31,12 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
         **_accepted(optax.contrib.ademamix, kwargs)
     ),
     "adopt": lambda **kwargs: optax.contrib.adopt(**_accepted(optax.contrib.adopt, kwargs)),
+    "dadapt_adamw": lambda **kwargs: optax.contrib.dadapt_adamw(
+        **_accepted(optax.contrib.dadapt_adamw, kwargs)
+    ),
+    "dog": lambda **kwargs: optax.contrib.dog(**_accepted(optax.contrib.dog, kwargs)),
+    "madgrad": lambda **kwargs: optax.contrib.madgrad(**_accepted(optax.contrib.madgrad, kwargs)),
+    "prodigy": lambda **kwargs: optax.contrib.prodigy(**_accepted(optax.contrib.prodigy, kwargs)),
     "schedule_free_adamw": lambda **kwargs: optax.contrib.schedule_free_adamw(
         **_accepted(optax.contrib.schedule_free_adamw, kwargs)
     ),

@@ -83,4 +83,23 @@ NAMED_OPTIMIZERS = {
         aj.schedule_free_sgd,
         dict(learning_rate=0.05, b1=0.9, weight_decay=0.01, weight_lr_power=1.5),
     ),
+    # betas (a pair) and dog's init_step (a tuple) are left at their defaults: the
+    # meta-gradient suites still differentiate every leaf, b1, b2 and init_step_value too.
+    "dadapt_adamw": (
+        aj.dadapt_adamw,
+        dict(learning_rate=1.0, eps=1e-3, estim_lr0=1e-2, weight_decay=0.01),
+    ),
+    "dog": (aj.dog, dict(learning_rate=1.0, eps=1e-3, weight_decay=0.01)),
+    "prodigy": (
+        aj.prodigy,
+        dict(
+            learning_rate=1.0,
+            beta3=0.9,
+            eps=1e-3,
+            estim_lr0=1e-2,
+            estim_lr_coef=1.0,
+            weight_decay=0.01,
+        ),
+    ),
+    "madgrad": (aj.madgrad, dict(learning_rate=0.05, momentum=0.9, weight_decay=0.01, eps=1e-3)),
 }

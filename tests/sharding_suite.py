@@ -21,6 +21,8 @@ assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_de
 COLLECTIVES = ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter")
 # Optimizers whose update needs a global quantity (a norm over all or one parameter leaf).
 NEEDS_REDUCTION = {"normalized_gd", "lamb"}
+# Learning-rate-free methods: inner products and norms over all parameters (scalars).
+NEEDS_REDUCTION |= {"dadapt_adamw", "dog", "prodigy"}
 
 
 def mesh_2d():

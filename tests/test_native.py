@@ -21,6 +21,10 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
 NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
+# Learning-rate-free methods: inner products and norms over all parameters.
+NOT_ELEMENTWISE |= {"dadapt_adamw", "dog", "prodigy"}
+# Elementwise, but the native code generator has no cube root (lax.cbrt): XLA's step.
+NOT_ELEMENTWISE |= {"madgrad"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
 TO_ROUNDING = {"nadam", "adamax", "adadelta", "ademamix"}
 # Schedule-Free's interpolation is reassociated by the fused loop (a few ulps).

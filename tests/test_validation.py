@@ -37,6 +37,7 @@ RULES = {
     "b1": DECAY,
     "b2": DECAY,
     "b3": DECAY,
+    "beta3": DECAY,
     "decay": DECAY,
     "momentum": DECAY,
     "rho": DECAY,
@@ -52,6 +53,8 @@ RULES = {
     "learning_rate": FINITE,
     "factor": FINITE,
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "estim_lr0": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "estim_lr_coef": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     # A range particular to one constructor (radam): only non-finite values are shared.
     "threshold": (None, [math.nan, math.inf]),
 }

@@ -59,17 +59,18 @@ def _needs_params(params: Any, block: str) -> None:
 
 def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
     """:math:`\\sum_{\\text{leaves}} \\langle a, b\\rangle` in ``dtype``."""
-    products = jax.tree_util.tree_map(lambda x, y: jnp.vdot(x, y).astype(dtype), a, b)
+    # A sum of products rather than vdot: on sharded arrays it lowers to a scalar all-reduce.
+    products = jax.tree_util.tree_map(lambda x, y: jnp.sum(x.astype(dtype) * y.astype(dtype)), a, b)
     return sum(jax.tree_util.tree_leaves(products), jnp.zeros([], dtype))
 
 
 def _l1(tree: Any, dtype: Any) -> jax.Array:
-    sums = jax.tree_util.tree_map(lambda x: jnp.sum(jnp.abs(x)).astype(dtype), tree)
+    sums = jax.tree_util.tree_map(lambda x: jnp.sum(jnp.abs(x.astype(dtype))), tree)
     return sum(jax.tree_util.tree_leaves(sums), jnp.zeros([], dtype))
 
 
 def _sum_of_squares(tree: Any, dtype: Any) -> jax.Array:
-    sums = jax.tree_util.tree_map(lambda x: jnp.sum(squared_magnitude(x)).astype(dtype), tree)
+    sums = jax.tree_util.tree_map(lambda x: jnp.sum(squared_magnitude(x, dtype)), tree)
     return sum(jax.tree_util.tree_leaves(sums), jnp.zeros([], dtype))
 
 
@@ -176,7 +177,7 @@ class ScaleByProdigy(Transform):
         )
         weight = d if self.safeguard_warmup else dlr
         grad_sum = map_params(
-            lambda dg, s: b3.astype(s.dtype) * s + (weight * dg / d0).astype(s.dtype),
+            lambda dg, s: (b3 * s.astype(dtype) + weight * dg.astype(dtype) / d0).astype(s.dtype),
             scaled,
             state.grad_sum,
             names=("grad_sum",),
@@ -187,8 +188,9 @@ class ScaleByProdigy(Transform):
         decay = _scalar(self.weight_decay, dtype)
 
         def step(m, v, p):
-            denominator = safe_sqrt(v) + (new_d * _scalar(self.eps, dtype)).astype(v.dtype)
-            return (-decay * dlr * p - dlr * m / denominator).astype(p.dtype)
+            m, v, wide_p = m.astype(dtype), v.astype(dtype), p.astype(dtype)
+            denominator = safe_sqrt(v) + new_d * _scalar(self.eps, dtype)
+            return (-decay * dlr * wide_p - dlr * m / denominator).astype(p.dtype)
 
         out = map_params(step, mu, nu, params, names=("exp_avg_sq", "params"))
         new_state = ProdigyState(mu, nu, grad_sum, state.params0, new_d, numerator)
@@ -268,7 +270,7 @@ class ScaleByDadaptAdam(Transform):
         correction = bias_correction(b2, count) ** 0.5 / bias_correction(b1, count)
         dlr = state.estim_lr * rate * correction.astype(dtype)
         weighted = map_params(
-            lambda s, v: s / (safe_sqrt(v) + eps.astype(v.dtype)),
+            lambda s, v: s.astype(dtype) / (safe_sqrt(v.astype(dtype)) + eps),
             state.grad_sum,
             state.exp_avg_sq,
             names=("exp_avg_sq",),
@@ -293,7 +295,8 @@ class ScaleByDadaptAdam(Transform):
         decay = _scalar(self.weight_decay, dtype)
 
         def step(m, v, p):
-            return (-decay * dlr * p - m / (safe_sqrt(v) + eps.astype(v.dtype))).astype(p.dtype)
+            m, v, wide_p = m.astype(dtype), v.astype(dtype), p.astype(dtype)
+            return (-decay * dlr * wide_p - m / (safe_sqrt(v) + eps)).astype(p.dtype)
 
         out = map_params(step, mu, nu, params, names=("exp_avg_sq", "params"))
         return out, DAdaptAdamState(mu, nu, grad_sum, new_d, numerator)
