@@ -45,13 +45,27 @@ from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
 from adaptive_jax._src.performance.layout import ravel_params
 from adaptive_jax._src.performance.train_step import make_train_step, update_step
+from adaptive_jax._src.transforms.accumulation import MultiSteps, apply_every, skip_not_finite
+from adaptive_jax._src.transforms.averaging import (
+    ema_params,
+    lookahead,
+    parameter_ema,
+    slow_params,
+)
 from adaptive_jax._src.transforms.clipping import clip, clip_by_global_norm
+from adaptive_jax._src.transforms.combinators import (
+    multi_transform,
+    named_chain,
+    partition,
+    selective_transform,
+)
 from adaptive_jax._src.transforms.dual_averaging import scale_by_madgrad
 from adaptive_jax._src.transforms.learning_rate_free import (
     scale_by_dadapt_adam,
     scale_by_dog,
     scale_by_prodigy,
 )
+from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
 from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
@@ -74,6 +88,7 @@ from adaptive_jax._src.transforms.orthogonalize import (
     orthogonalize_via_newton_schulz,
     scale_by_muon,
 )
+from adaptive_jax._src.transforms.plateau import reduce_on_plateau
 from adaptive_jax._src.transforms.preconditioning import (
     precondition,
     scale_by_adagrad,
@@ -96,6 +111,7 @@ from adaptive_jax._src.transforms.scaling import (
     scale_by_sign,
 )
 from adaptive_jax._src.transforms.schedule_free import schedule_free, schedule_free_eval_params
+from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
 from adaptive_jax._src.transforms.trust_ratio import scale_by_trust_ratio
 
 __version__ = "0.2.0"
@@ -156,6 +172,24 @@ __all__ = [
     "schedule_free_eval_params",
     "trace",
     "yogi_moments",
+    # wrappers and combinators: masks, groups, accumulation, averaging, plateaus
+    "MaskedNode",
+    "MultiSteps",
+    "apply_every",
+    "ema_params",
+    "freeze",
+    "lookahead",
+    "masked",
+    "multi_transform",
+    "named_chain",
+    "parameter_ema",
+    "partition",
+    "per_parameter",
+    "reduce_on_plateau",
+    "selective_transform",
+    "set_to_zero",
+    "skip_not_finite",
+    "slow_params",
     # named optimizers
     "adabelief",
     "adadelta",

@@ -53,10 +53,26 @@ def collective_counts(hlo_text):
     return {name: len(re.findall(rf"\b{name}(?:-start)?\(", hlo_text)) for name in COLLECTIVES}
 
 
-@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+# Wrappers whose state holds per-parameter trees (masked ones, accumulators, copies of the
+# parameters); k = 1 and sync_period = 1 so that the first update is not zero.
+WRAPPERS = {
+    "wrapper_masked": lambda: aj.masked(aj.adam(0.1), {"w": True, "b": False}),
+    "wrapper_partition": lambda: aj.partition(
+        {"a": aj.adam(0.1), "s": aj.sgd(0.1, momentum=0.9)}, {"w": "a", "b": "s"}
+    ),
+    "wrapper_MultiSteps": lambda: aj.MultiSteps(aj.adam(0.1), 1),
+    "wrapper_parameter_ema": lambda: aj.chain(aj.adam(0.1), aj.parameter_ema(0.9)),
+    "wrapper_lookahead": lambda: aj.lookahead(aj.adam(0.1), 1, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS) + sorted(WRAPPERS))
 def test_state_and_updates_keep_parameter_shardings(name):
-    factory, kwargs = NAMED_OPTIMIZERS[name]
-    tx = factory(**kwargs)
+    if name in WRAPPERS:
+        tx = WRAPPERS[name]()
+    else:
+        factory, kwargs = NAMED_OPTIMIZERS[name]
+        tx = factory(**kwargs)
     mesh = mesh_2d()
     params = sharded_params(mesh)
     grads = jax.tree_util.tree_map(lambda p: 0.1 * p, params)

@@ -51,7 +51,8 @@ RULES = {
     "alpha": NONNEGATIVE,
     "weight_lr_power": NONNEGATIVE,
     "learning_rate": FINITE,
-    "factor": FINITE,
+    # scale's factor is any finite number; reduce_on_plateau's a fraction in (0, 1).
+    "factor": (("[-inf, inf)", "(0.0, 1.0)"), [math.nan, math.inf, -math.inf]),
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     "estim_lr0": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     "estim_lr_coef": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),

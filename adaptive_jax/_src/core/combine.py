@@ -23,7 +23,8 @@ from adaptive_jax._src.core.module import child, static
 from adaptive_jax._src.core.protocol import PyTree, Transform
 
 
-def _takes_extra_args(update: Any) -> bool:
+def takes_extra_args(update: Any) -> bool:
+    """Whether an ``update`` function accepts extra keyword arguments (``**extra_args``)."""
     try:
         parameters = inspect.signature(update).parameters.values()
     except (TypeError, ValueError):  # a builtin or C function: give it nothing extra
@@ -61,7 +62,7 @@ def as_transform(tx: Any, name: str = "tx") -> Transform:
     if isinstance(tx, Transform):
         return tx
     if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
-        return OptaxAdapter(tx, _takes_extra_args(tx.update))
+        return OptaxAdapter(tx, takes_extra_args(tx.update))
     raise TypeError(
         f"{name} must be a gradient transformation (an object with init and update, from "
         f"adaptive_jax or optax), got {type(tx).__name__}: {tx!r}"

@@ -309,6 +309,10 @@ WEIGHT_DECAY = Domain(
 NONNEGATIVE = Domain("a non-negative number", 0.0, None, reparameterization=SOFTPLUS)
 POSITIVE = Domain("a positive number", 0.0, None, low_inclusive=False, reparameterization=LOG)
 REAL = Domain("a finite number", schedule=True, per_parameter=True)
+FRACTION = Domain("a fraction", 0.0, 1.0, high_inclusive=True, reparameterization=LOG_ONE_MINUS)
+REDUCTION_FACTOR = Domain(
+    "a reduction factor", 0.0, 1.0, low_inclusive=False, reparameterization=LOG_ONE_MINUS
+)
 
 
 def check_count(name: str, value: Any, low: int = 1) -> None:

@@ -255,6 +255,26 @@ def _replace_at_path(tree: Any, path: KeyPath, value: Any) -> Any:
     raise TypeError(f"cannot follow key {key!r}")
 
 
+S = TypeVar("S")
+
+
+def find_state(state: Any, kind: type[S], description: str) -> S:
+    """The one node of type ``kind`` in the optimizer state ``state``.
+
+    Raises ``ValueError`` naming ``description`` and the paths found when ``state``
+    holds none or several.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(state, is_leaf=lambda x: isinstance(x, kind))[0]
+    found = [(path, leaf) for path, leaf in leaves if isinstance(leaf, kind)]
+    if len(found) != 1:
+        where = ", ".join(jax.tree_util.keystr(path) or "<root>" for path, _ in found)
+        raise ValueError(
+            f"expected a state holding exactly one {description}, "
+            f"found {len(found)}" + (f" at {where}" if found else "")
+        )
+    return found[0][1]
+
+
 def step_count(state: Any) -> jax.Array:
     """The number of updates applied so far, read from the :class:`StepState` in ``state``.
 
@@ -271,17 +291,7 @@ def step_count(state: Any) -> jax.Array:
         >>> int(aj.step_count(state))
         1
     """
-    leaves = jax.tree_util.tree_flatten_with_path(
-        state, is_leaf=lambda x: isinstance(x, StepState)
-    )[0]
-    found = [(path, leaf) for path, leaf in leaves if isinstance(leaf, StepState)]
-    if len(found) != 1:
-        where = ", ".join(jax.tree_util.keystr(path) or "<root>" for path, _ in found)
-        raise ValueError(
-            "expected a state holding exactly one adaptive_jax step counter (StepState), "
-            f"found {len(found)}" + (f" at {where}" if found else "")
-        )
-    count: Any = found[0][1].count
+    count: Any = find_state(state, StepState, "adaptive_jax step counter (StepState)").count
     # flax.nnx wraps state arrays in Variables; read the array inside.
     if hasattr(count, "get_value"):
         count = count.get_value()

@@ -191,3 +191,66 @@ def zeros_like(tree: Any, dtype: Any = None) -> Any:
         return jnp.zeros_like(x, leaf_dtype)
 
     return jax.tree_util.tree_map(zeros, tree)
+
+
+def _prefix_difference(prefix: Any, tree: Any, path: tuple = ()) -> tuple | None:
+    """``(path, part, tree_part)`` where ``prefix`` stops being a prefix of ``tree``, else None."""
+    children, node = _one_level(prefix)
+    if node is None:  # a leaf of the prefix stands for the whole subtree below it
+        return None
+    tree_children, tree_node = _one_level(tree)
+    if tree_node is None or node[0] is not tree_node[0]:
+        return path, prefix, tree
+    keys, tree_keys = [k for k, _ in children], [k for k, _ in tree_children]
+    for key, child in tree_children:
+        if key not in keys:
+            return path + (key,), _MISSING, child
+    for key, child in children:
+        if key not in tree_keys:
+            return path + (key,), child, _MISSING
+    try:
+        same_node = bool(node == tree_node)
+    except Exception:  # node data that cannot be compared (e.g. arrays)
+        same_node = False
+    if not same_node:
+        return path, prefix, tree
+    for (key, child), (_, tree_child) in zip(children, tree_children):
+        difference = _prefix_difference(child, tree_child, path + (key,))
+        if difference is not None:
+            return difference
+    return None
+
+
+def check_prefix(prefix: Any, tree: Any, prefix_name: str, tree_name: str) -> None:
+    """Raise :class:`TreeMismatchError` unless ``prefix`` is a pytree prefix of ``tree``.
+
+    A prefix has ``tree``'s structure down to where its own leaves are; each of its
+    leaves stands for the whole subtree of ``tree`` at that place (``{"enc": True}`` is
+    a prefix of ``{"enc": {"w": ..., "b": ...}}``).  The message names the first path
+    where the two part.
+    """
+    difference = _prefix_difference(prefix, tree)
+    if difference is None:
+        return
+    path, part, tree_part = difference
+    raise TreeMismatchError(
+        f"{prefix_name} does not match {tree_name} at {jax.tree_util.keystr(path) or '<root>'}: "
+        f"{prefix_name} has {_describe(part)}, {tree_name} has {_describe(tree_part)} "
+        f"({prefix_name} must have the structure of {tree_name} down to where its leaves are)"
+    )
+
+
+def broadcast_prefix(prefix: Any, tree: Any, prefix_name: str, tree_name: str) -> list[Any]:
+    """The leaf of ``prefix`` that covers each leaf of ``tree``, in ``tree``'s leaf order.
+
+    Raises :class:`TreeMismatchError` (see :func:`check_prefix`) when ``prefix`` is not a
+    prefix of ``tree``.
+    """
+    check_prefix(prefix, tree, prefix_name, tree_name)
+    values, treedef = jax.tree_util.tree_flatten(prefix)
+    subtrees = treedef.flatten_up_to(tree)
+    return [
+        value
+        for value, subtree in zip(values, subtrees)
+        for _ in jax.tree_util.tree_leaves(subtree)
+    ]

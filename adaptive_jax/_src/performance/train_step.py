@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptive_jax._src.core.combine import takes_extra_args
 from adaptive_jax._src.core.protocol import PyTree, Transform, apply_updates
 from adaptive_jax._src.performance.flatten import check_flat_layout
 from adaptive_jax._src.performance.layout import FlatParams
@@ -108,8 +109,9 @@ def apply_step(
     *,
     native: bool = False,
     check_layout: bool = True,
+    **extra_args: Any,
 ) -> tuple[PyTree, PyTree]:
-    """``params + tx.update(grads, opt_state, params)``; the traceable body of the helpers.
+    """``params + tx.update(grads, opt_state, params, **extra_args)``; the traceable body of the helpers.
 
     Call it inside your own jitted step.  It donates nothing itself: donation is
     decided by the ``jax.jit`` around it (:func:`update_step` and
@@ -128,6 +130,8 @@ def apply_step(
             parameters: the kernel would see them gathered.
         check_layout: with :class:`~adaptive_jax.performance.FlatParams`, check that
             ``tx`` gives the numbers of the tree path on flat buffers.
+        **extra_args: extra update arguments (``value=loss`` for
+            :func:`~adaptive_jax.reduce_on_plateau`), passed to ``tx.update``.
 
     Returns:
         ``(new_params, new_opt_state)``.
@@ -151,10 +155,10 @@ def apply_step(
     if check_layout and isinstance(params, FlatParams):
         check_flat_layout(tx, params.layout.groups, "apply_step")
     if choose_path(tx, params, native) is StepPath.NATIVE:
-        fused = fused_apply_step(tx, params, opt_state, grads, min_buffers=2)
+        fused = fused_apply_step(tx, params, opt_state, grads, 2, extra_args)
         if fused is not None:
             return fused
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = tx.update(grads, opt_state, params, **extra_args)
     return apply_updates(params, updates), opt_state
 
 
@@ -171,6 +175,11 @@ def _check_transform(tx: Any, where: str) -> None:
         f"such as aj.adam(1e-3) or optax.adam(1e-3); got {type(tx).__name__} "
         f"{_short(tx)}{hint}. The arguments are (tx, params, opt_state, ...)."
     )
+
+
+def _accepts_extra_args(tx: Any) -> bool:
+    """Whether ``tx.update`` takes extra keyword arguments (``value=``)."""
+    return isinstance(tx, Transform) or takes_extra_args(tx.update)
 
 
 def _short(value: Any) -> str:
@@ -443,18 +452,25 @@ class DonatingStep:
         self._arg_names = arg_names
         self._native = native
         # (program, structure of (params, opt_state), tx's dynamic leaves, the leaves of
-        # (params, opt_state), *rest): the donated arrays arrive as one flat list, since
+        # (params, opt_state), extra update arguments, *rest): the donated arrays arrive as one flat list, since
         # they are flattened here anyway (for the checks), and jit would flatten again.
         self._jitted = jax.jit(self._call, static_argnums=(0, 1), donate_argnums=3)
         self._prepared: dict[int, _Prepared] = {}
 
     def _call(
-        self, program: _Program, structure: Any, dynamic: list[Any], donated: list[Any], *rest: Any
+        self,
+        program: _Program,
+        structure: Any,
+        dynamic: list[Any],
+        donated: list[Any],
+        extra_args: dict[str, Any],
+        *rest: Any,
     ) -> Any:
         params, opt_state = jax.tree_util.tree_unflatten(structure, donated)
-        return self._fn(program.rebuild(dynamic), params, opt_state, *rest, native=program.native)
+        tx = program.rebuild(dynamic)
+        return self._fn(tx, params, opt_state, *rest, native=program.native, **extra_args)
 
-    def __call__(self, tx: Any, *args: Any) -> Any:
+    def __call__(self, tx: Any, *args: Any, **extra_args: Any) -> Any:
         entry = self._prepared.get(id(tx))
         if entry is None or entry.tx is not tx:
             entry = self._split(tx)
@@ -484,7 +500,7 @@ class DonatingStep:
             elif isinstance(leaf, tracer):
                 traced = True
         repeated = len(seen) != arrays
-        for leaf in jax.tree_util.tree_leaves(args[2:]):
+        for leaf in jax.tree_util.tree_leaves((args[2:], extra_args)):
             if type(leaf) is array:
                 if leaf.is_deleted():
                     raise self._deleted_error(args, leaf)
@@ -492,7 +508,7 @@ class DonatingStep:
             elif isinstance(leaf, tracer):
                 traced = True
         if traced:  # inside the caller's trace: nothing is donated here
-            return self._fn(tx, *args, native=False)
+            return self._fn(tx, *args, native=False, **extra_args)
         if repeated:
             dynamic, args = _copy_repeats(dynamic, args, id)
             donated = jax.tree_util.tree_leaves(args[:2])
@@ -504,9 +520,9 @@ class DonatingStep:
                 native = self._native and one_cpu_device(donated[0]) and one_cpu_device(donated[-1])
                 memo = entry.memo = (first, last, entry.programs[native])
         try:
-            return self._jitted(memo[2], structure, dynamic, donated, *args[2:])
+            return self._jitted(memo[2], structure, dynamic, donated, extra_args, *args[2:])
         except Exception as error:
-            return self._recover(error, memo[2], structure, dynamic, args)
+            return self._recover(error, memo[2], structure, dynamic, args, extra_args)
 
     def _split(self, tx: Any) -> _Prepared:
         entry = _split_transform(tx, self._name)
@@ -517,7 +533,13 @@ class DonatingStep:
         return entry
 
     def _recover(
-        self, error: Exception, program: _Program, structure: Any, dynamic: list[Any], args: tuple
+        self,
+        error: Exception,
+        program: _Program,
+        structure: Any,
+        dynamic: list[Any],
+        args: tuple,
+        extra_args: dict[str, Any],
     ) -> Any:
         """After the compiled step failed: a clearer error, or a retry with copies."""
         for leaf in jax.tree_util.tree_leaves((args, dynamic)):
@@ -532,7 +554,7 @@ class DonatingStep:
             raise error
         dynamic, args = _copy_repeats(dynamic, args, _buffer_key)
         donated = jax.tree_util.tree_leaves(args[:2])
-        return self._jitted(program, structure, dynamic, donated, *args[2:])
+        return self._jitted(program, structure, dynamic, donated, extra_args, *args[2:])
 
     def _arg_name(self, index: int) -> str:
         names = self._arg_names
@@ -608,9 +630,9 @@ def _copy_repeats(
 
 
 update_step = DonatingStep(apply_step, "update_step")
-update_step.__doc__ = """``update_step(tx, params, opt_state, grads) -> (params, opt_state)``, jitted, donating.
+update_step.__doc__ = """``update_step(tx, params, opt_state, grads, **extra_args) -> (params, opt_state)``, jitted, donating.
 
-One optimizer step, ``params + tx.update(grads, opt_state, params)``, compiled once
+One optimizer step, ``params + tx.update(grads, opt_state, params, **extra_args)``, compiled once
 per transformation structure and shapes, with ``tx`` an argument (a new
 hyperparameter value is a new value, not a new program).  On one CPU device a large
 elementwise step runs as one native loop (:func:`choose_path`).
@@ -636,6 +658,8 @@ Args:
         :class:`~adaptive_jax.performance.FlatParams`); consumed.
     opt_state: ``tx``'s state for ``params``; consumed.
     grads: the gradients, structured like ``params``; not consumed.
+    **extra_args: extra update arguments, e.g. ``value=loss`` for
+        :func:`~adaptive_jax.reduce_on_plateau`; not consumed.
 
 Returns:
     ``(new_params, new_opt_state)``.
@@ -664,7 +688,10 @@ def make_train_step(loss_fn: Callable[..., Any], has_aux: bool = False) -> Donat
 
     The step computes ``loss_fn(params, *batch)`` and its gradient and applies one
     update of ``tx`` (as :func:`update_step`), all in one jitted program with ``tx`` an
-    argument.  With :class:`~adaptive_jax.performance.FlatParams` parameters,
+    argument.  The loss is passed to the update as ``value=loss`` (optax's extra
+    argument, read by :func:`~adaptive_jax.reduce_on_plateau`) when ``tx`` accepts
+    extra arguments: every adaptive_jax transformation, and an optax one whose
+    ``update`` takes ``**extra_args``.  With :class:`~adaptive_jax.performance.FlatParams` parameters,
     ``loss_fn`` still receives the pytree (a view of the buffers) and the gradients
     arrive flat.
 
@@ -711,11 +738,12 @@ def make_train_step(loss_fn: Callable[..., Any], has_aux: bool = False) -> Donat
             return loss_fn(tree, *batch)
 
         value, grads = jax.value_and_grad(objective, has_aux=has_aux)(params)
-        params, opt_state = apply_step(tx, params, opt_state, grads, native=native)
+        loss = value[0] if has_aux else value
+        extra = {"value": loss} if _accepts_extra_args(tx) else {}
+        params, opt_state = apply_step(tx, params, opt_state, grads, native=native, **extra)
         if has_aux:
-            loss, aux = value
-            return params, opt_state, loss, aux
-        return params, opt_state, value
+            return params, opt_state, loss, value[1]
+        return params, opt_state, loss
 
     name = getattr(loss_fn, "__name__", "loss_fn")
     return DonatingStep(

@@ -179,7 +179,12 @@ def fused_elementwise(
 
 
 def fused_apply_step(
-    tx: Any, params: PyTree, opt_state: PyTree, grads: PyTree, min_buffers: int = 1
+    tx: Any,
+    params: PyTree,
+    opt_state: PyTree,
+    grads: PyTree,
+    min_buffers: int = 1,
+    extra_args: dict[str, Any] | None = None,
 ) -> tuple[PyTree, PyTree] | None:
     """``(params, opt_state)`` after one step as one native loop, or ``None``.
 
@@ -187,10 +192,11 @@ def fused_apply_step(
     fewer than ``min_buffers`` per-parameter buffers (with one, as plain SGD, XLA's
     own loop already reads and writes everything once), or native kernels are
     unavailable here (:func:`adaptive_jax.performance.native_available`).
+    ``extra_args`` (``value=loss``) are passed to ``tx.update`` as read-only inputs.
     """
     if not isinstance(tx, Transform):
         return None
-    tx_leaves, tx_def = jax.tree_util.tree_flatten(tx)
+    tx_leaves, tx_def = jax.tree_util.tree_flatten((tx, extra_args or {}))
     g_leaves, g_def = jax.tree_util.tree_flatten(grads)
     p_leaves, p_def = jax.tree_util.tree_flatten(params)
     s_leaves, s_def = jax.tree_util.tree_flatten(opt_state)
@@ -200,11 +206,11 @@ def fused_apply_step(
 
     def step(*flat):
         tx_, g_, p_, s_ = np.split(np.arange(len(flat)), cuts)
-        tx = jax.tree_util.tree_unflatten(tx_def, [flat[i] for i in tx_])
+        tx, extra = jax.tree_util.tree_unflatten(tx_def, [flat[i] for i in tx_])
         grads = jax.tree_util.tree_unflatten(g_def, [flat[i] for i in g_])
         params = jax.tree_util.tree_unflatten(p_def, [flat[i] for i in p_])
         state = jax.tree_util.tree_unflatten(s_def, [flat[i] for i in s_])
-        updates, state = tx.update(grads, state, params)
+        updates, state = tx.update(grads, state, params, **extra)
         params = apply_updates(params, updates)
         new_p, new_s = jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state)
         if len(new_p) != len(p_leaves) or len(new_s) != len(s_leaves):
