@@ -40,6 +40,7 @@ from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
 from adaptive_jax._src.optimizers.learning_rate_free import dadapt_adamw, dog, prodigy
 from adaptive_jax._src.optimizers.lion import lion
 from adaptive_jax._src.optimizers.madgrad import madgrad
+from adaptive_jax._src.optimizers.muon import muon
 from adaptive_jax._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import normalized_gd, sign_descent
@@ -206,6 +207,7 @@ __all__ = [
     "lamb",
     "lion",
     "madgrad",
+    "muon",
     "nadam",
     "nadamw",
     "normalized_gd",

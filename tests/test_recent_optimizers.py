@@ -131,6 +131,11 @@ CASES = {
         aj.dog(init_step=("learning_rate", 1e-2)),
         optax.contrib.dog(init_step=("learning_rate", 1e-2)),
     ),
+    # Newton-Schulz on W (4x3) and v (2x3), NAdamW on b and s.
+    "muon": Case(
+        aj.muon(0.01, beta=0.8, weight_decay=0.1, adam_b2=0.95, adam_weight_decay=0.05),
+        optax.contrib.muon(0.01, beta=0.8, weight_decay=0.1, adam_b2=0.95, adam_weight_decay=0.05),
+    ),
 }
 
 
