@@ -31,6 +31,19 @@ from adaptive_jax._src.core.trees import map_params, zeros_like
 DEFAULT_NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
+def _replicated(x: jax.Array) -> jax.Array:
+    """``x`` gathered onto every device if it is sharded over an explicit mesh axis.
+
+    The iteration's :math:`XX^\top` contracts whole rows: it needs the whole matrix.
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(axis is None for axis in spec):
+        return x
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return jax.sharding.reshard(x, replicated)
+
+
 def orthogonalize_via_newton_schulz(
     x: jax.Array, ns_coeffs: Any = DEFAULT_NS_COEFFS, ns_steps: int = 5, eps: Any = 1e-8
 ) -> jax.Array:
@@ -50,6 +63,8 @@ def orthogonalize_via_newton_schulz(
     """
     if x.ndim != 2:
         raise ValueError(f"orthogonalize_via_newton_schulz needs a matrix, got shape {x.shape}")
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    x = _replicated(x)
     transposed = x.shape[0] > x.shape[1]
     if transposed:
         x = x.T
@@ -59,7 +74,10 @@ def orthogonalize_via_newton_schulz(
     for _ in range(ns_steps):
         gram = x @ x.T.conj()
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if transposed else x
+    x = x.T if transposed else x
+    if getattr(sharding, "spec", None) is not None and any(a is not None for a in sharding.spec):
+        x = jax.sharding.reshard(x, sharding)  # back to the parameter's layout
+    return x
 
 
 class ScaleByMuonState(NamedTuple):
