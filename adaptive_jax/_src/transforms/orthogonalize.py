@@ -36,7 +36,7 @@ def _replicated(x: jax.Array) -> jax.Array:
 
     The iteration's :math:`XX^\top` contracts whole rows: it needs the whole matrix.
     """
-    sharding = getattr(jax.typeof(x), "sharding", None)
+    sharding: Any = getattr(jax.typeof(x), "sharding", None)
     spec = getattr(sharding, "spec", None)
     if spec is None or all(axis is None for axis in spec):
         return x
@@ -63,7 +63,7 @@ def orthogonalize_via_newton_schulz(
     """
     if x.ndim != 2:
         raise ValueError(f"orthogonalize_via_newton_schulz needs a matrix, got shape {x.shape}")
-    sharding = getattr(jax.typeof(x), "sharding", None)
+    sharding: Any = getattr(jax.typeof(x), "sharding", None)
     x = _replicated(x)
     transposed = x.shape[0] > x.shape[1]
     if transposed:
