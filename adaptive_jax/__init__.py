@@ -36,14 +36,20 @@ from adaptive_jax._src.optimizers.adam_family import (
     yogi,
 )
 from adaptive_jax._src.optimizers.adan import adan
+from adaptive_jax._src.optimizers.ademamix import ademamix
+from adaptive_jax._src.optimizers.adopt import adopt
 from adaptive_jax._src.optimizers.classic import adagrad, rmsprop
 from adaptive_jax._src.optimizers.layerwise import fromage, lars, novograd
 from adaptive_jax._src.optimizers.lbfgs import lbfgs
+from adaptive_jax._src.optimizers.learning_rate_free import dadapt_adamw, dog, prodigy
 from adaptive_jax._src.optimizers.lion import lion
+from adaptive_jax._src.optimizers.madgrad import madgrad
+from adaptive_jax._src.optimizers.muon import muon
 from adaptive_jax._src.optimizers.noisy import noisy_sgd
 from adaptive_jax._src.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
 from adaptive_jax._src.optimizers.polyak import polyak_sgd
 from adaptive_jax._src.optimizers.rprop import rprop
+from adaptive_jax._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from adaptive_jax._src.optimizers.sgd import sgd
 from adaptive_jax._src.optimizers.sign_and_normalized import (
     normalized_gd,
@@ -74,7 +80,13 @@ from adaptive_jax._src.transforms.combinators import (
     selective_transform,
 )
 from adaptive_jax._src.transforms.constraints import keep_params_nonnegative
+from adaptive_jax._src.transforms.dual_averaging import scale_by_madgrad
 from adaptive_jax._src.transforms.factored import scale_by_factored_rms, scale_by_param_block_rms
+from adaptive_jax._src.transforms.learning_rate_free import (
+    scale_by_dadapt_adam,
+    scale_by_dog,
+    scale_by_prodigy,
+)
 from adaptive_jax._src.transforms.linesearch import value_and_grad_from_state
 from adaptive_jax._src.transforms.masking import freeze, masked, set_to_zero
 from adaptive_jax._src.transforms.moments.corrections import amsgrad_max, debias
@@ -83,6 +95,7 @@ from adaptive_jax._src.transforms.moments.first import (
     ema_of_gradients,
     nesterov_ema_of_gradients,
 )
+from adaptive_jax._src.transforms.moments.previous_second_moment import normalize_by_previous_rms
 from adaptive_jax._src.transforms.moments.second import (
     accumulate_squares,
     centered_ema_of_squares,
@@ -97,6 +110,7 @@ from adaptive_jax._src.transforms.moments.second_variants import (
     infinity_norm_second_moment,
     yogi_moments,
 )
+from adaptive_jax._src.transforms.moments.slow_ema import mix_slow_ema
 from adaptive_jax._src.transforms.momentum import (
     ema_of_updates,
     lion_momentum,
@@ -104,6 +118,10 @@ from adaptive_jax._src.transforms.momentum import (
     trace,
 )
 from adaptive_jax._src.transforms.noise import add_noise
+from adaptive_jax._src.transforms.orthogonalize import (
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+)
 from adaptive_jax._src.transforms.per_example import per_example_global_norm_clip
 from adaptive_jax._src.transforms.plateau import reduce_on_plateau
 from adaptive_jax._src.transforms.preconditioning import (
@@ -135,6 +153,7 @@ from adaptive_jax._src.transforms.scaling import (
     scale_by_polyak,
     scale_by_sign,
 )
+from adaptive_jax._src.transforms.schedule_free import schedule_free, schedule_free_eval_params
 from adaptive_jax._src.transforms.selection import MaskedNode, per_parameter
 from adaptive_jax._src.transforms.trust_ratio import fromage_step, scale_by_trust_ratio
 from adaptive_jax._src.transforms.zoom_linesearch import scale_by_zoom_linesearch
@@ -180,8 +199,11 @@ __all__ = [
     "infinity_norm_second_moment",
     "keep_params_nonnegative",
     "lion_momentum",
+    "mix_slow_ema",
     "nesterov_ema_of_gradients",
     "normalize_by_global_norm",
+    "normalize_by_previous_rms",
+    "orthogonalize_via_newton_schulz",
     "per_example_global_norm_clip",
     "per_layer_second_moment",
     "precondition",
@@ -190,17 +212,24 @@ __all__ = [
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_dadapt_adam",
+    "scale_by_dog",
     "scale_by_factored_rms",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
+    "scale_by_madgrad",
+    "scale_by_muon",
     "scale_by_optimistic_gradient",
     "scale_by_param_block_rms",
     "scale_by_polyak",
+    "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_sign",
     "scale_by_trust_ratio",
     "scale_by_zoom_linesearch",
+    "schedule_free",
+    "schedule_free_eval_params",
     "skip_large_updates",
     "skip_not_finite",
     "sm3_second_moment",
@@ -234,12 +263,18 @@ __all__ = [
     "adamaxw",
     "adamw",
     "adan",
+    "ademamix",
+    "adopt",
     "amsgrad",
+    "dadapt_adamw",
+    "dog",
     "fromage",
     "lamb",
     "lars",
     "lbfgs",
     "lion",
+    "madgrad",
+    "muon",
     "nadam",
     "nadamw",
     "noisy_sgd",
@@ -248,9 +283,12 @@ __all__ = [
     "optimistic_adam",
     "optimistic_gradient_descent",
     "polyak_sgd",
+    "prodigy",
     "radam",
     "rmsprop",
     "rprop",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
     "sgd",
     "sign_descent",
     "sign_sgd",

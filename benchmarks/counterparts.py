@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optax
+import optax.contrib
 
 # Names whose counterpart is not the same-named function/class.
 OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
@@ -25,6 +26,22 @@ OPTAX_ALIASES: dict[str, Callable[..., Any]] = {
     "normalized_gd": lambda learning_rate, eps=0.0, **_: optax.chain(
         optax.normalize_by_update_norm(scale_factor=1.0, eps=max(eps, 1e-30)),
         optax.scale(-learning_rate),
+    ),
+    "ademamix": lambda **kwargs: optax.contrib.ademamix(
+        **_accepted(optax.contrib.ademamix, kwargs)
+    ),
+    "adopt": lambda **kwargs: optax.contrib.adopt(**_accepted(optax.contrib.adopt, kwargs)),
+    "dadapt_adamw": lambda **kwargs: optax.contrib.dadapt_adamw(
+        **_accepted(optax.contrib.dadapt_adamw, kwargs)
+    ),
+    "dog": lambda **kwargs: optax.contrib.dog(**_accepted(optax.contrib.dog, kwargs)),
+    "madgrad": lambda **kwargs: optax.contrib.madgrad(**_accepted(optax.contrib.madgrad, kwargs)),
+    "prodigy": lambda **kwargs: optax.contrib.prodigy(**_accepted(optax.contrib.prodigy, kwargs)),
+    "schedule_free_adamw": lambda **kwargs: optax.contrib.schedule_free_adamw(
+        **_accepted(optax.contrib.schedule_free_adamw, kwargs)
+    ),
+    "schedule_free_sgd": lambda **kwargs: optax.contrib.schedule_free_sgd(
+        **_accepted(optax.contrib.schedule_free_sgd, kwargs)
     ),
 }
 TORCH_ALIASES = {"amsgrad": ("Adam", {"amsgrad": True})}

@@ -130,6 +130,49 @@ NAMED_OPTIMIZERS = {
     # products over all parameters), so the native step does not apply.  Its meta-
     # gradients hold only away from the line search's branch changes (accepted trial,
     # interpolation): tests/test_lbfgs.py checks them there against finite differences.
+    "ademamix": (
+        aj.ademamix,
+        dict(
+            learning_rate=0.02,
+            b1=0.9,
+            b2=0.99,
+            b3=0.95,
+            alpha=2.0,
+            eps=1e-3,
+            eps_root=1e-4,
+            weight_decay=0.1,
+        ),
+    ),
+    "adopt": (aj.adopt, dict(learning_rate=0.01, b1=0.9, b2=0.9, eps=1e-3)),
+    # A constant learning rate: the averaging weights are then 1/t whatever weight_lr_power
+    # is (its meta-gradient is 0); tests/test_recent_optimizers.py checks it with a warm-up.
+    "schedule_free_adamw": (
+        aj.schedule_free_adamw,
+        dict(learning_rate=0.02, b1=0.9, b2=0.99, eps=1e-3, weight_decay=0.1, weight_lr_power=1.5),
+    ),
+    "schedule_free_sgd": (
+        aj.schedule_free_sgd,
+        dict(learning_rate=0.05, b1=0.9, weight_decay=0.01, weight_lr_power=1.5),
+    ),
+    # betas (a pair) and dog's init_step (a tuple) are left at their defaults: the
+    # meta-gradient suites still differentiate every leaf, b1, b2 and init_step_value too.
+    "dadapt_adamw": (
+        aj.dadapt_adamw,
+        dict(learning_rate=1.0, eps=1e-3, estim_lr0=1e-2, weight_decay=0.01),
+    ),
+    "dog": (aj.dog, dict(learning_rate=1.0, eps=1e-3, weight_decay=0.01)),
+    "prodigy": (
+        aj.prodigy,
+        dict(
+            learning_rate=1.0,
+            beta3=0.9,
+            eps=1e-3,
+            estim_lr0=1e-2,
+            estim_lr_coef=1.0,
+            weight_decay=0.01,
+        ),
+    ),
+    "madgrad": (aj.madgrad, dict(learning_rate=0.05, momentum=0.9, weight_decay=0.01, eps=1e-3)),
 }
 
 # Optimizers whose update needs the loss as ``value=`` (see the module docstring).

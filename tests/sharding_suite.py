@@ -27,6 +27,8 @@ NEEDS_REDUCTION |= {"fromage", "lars", "novograd", "polyak_sgd"}
 NEEDS_VECTOR_REDUCTION = {"sm3"}
 # Adafactor: the block RMS of each leaf (its matrices here are below the factoring size).
 NEEDS_REDUCTION |= {"adafactor"}
+# Learning-rate-free methods: inner products and norms over all parameters (scalars).
+NEEDS_REDUCTION |= {"dadapt_adamw", "dog", "prodigy"}
 
 
 def mesh_2d():

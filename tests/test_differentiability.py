@@ -33,6 +33,12 @@ INITIAL_PARAMS = jnp.array([0.1, 0.0, 0.5, 0.1, -0.2])  # (w0, w1, three more)
 # Relative step of the finite-difference stencils (their truncation error is O(h^4)).
 RELATIVE_STEP = 1e-4
 FD_RTOL = 1e-5
+# A running maximum inside (DoG's distance, D-Adaptation's and Prodigy's estimate): the
+# stencil's +-2h straddles a step where the maximum changes branch, so the difference
+# quotient is not the derivative.  The gradient is finite and forward = reverse here;
+# tests/test_recent_optimizers.py compares it with a central difference at a step that
+# stays on one branch.
+RUNNING_MAXIMUM = {"dadapt_adamw", "dog", "prodigy"}
 
 
 def loss(w):
@@ -224,6 +230,8 @@ def test_every_numeric_hyperparameter_is_a_leaf(name):
 def test_meta_gradient_matches_finite_differences(name, defaults):
     result = derivatives(name, defaults)
     assert np.all(np.isfinite(result["reverse"])), result
+    if name in RUNNING_MAXIMUM:
+        return
     assert_close(
         result["names"],
         result["reverse"],
@@ -248,6 +256,8 @@ def test_second_order_matches_finite_differences_of_the_gradient(name):
     hessian = result["hessian"]
     assert np.all(np.isfinite(hessian)), result
     assert_close(result["names"], hessian, hessian.T, 1e-9, 1e-12)  # symmetric
+    if name in RUNNING_MAXIMUM:
+        return
     assert_close(result["names"], hessian, result["fd_hessian"], FD_RTOL, result["fd_hessian_atol"])
 
 

@@ -26,7 +26,7 @@ from tests.optimizer_catalog import NAMED_OPTIMIZERS
 
 # Optimizers whose step sums over all leaves (a global norm): the flat buffer sums in
 # another order, so equal to rounding, not bit for bit.
-GLOBAL_REDUCTIONS = {"normalized_gd"}
+GLOBAL_REDUCTIONS = {"normalized_gd", "dadapt_adamw", "dog", "prodigy"}
 # Per-leaf statistics (trust ratios): a flat buffer would change the numbers.
 PER_LEAF = {"lamb"}
 # Norms per tensor: lars, fromage, novograd.

@@ -27,6 +27,7 @@ from adaptive_jax.meta import (
     unrolled_objective,
 )
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.test_differentiability import RUNNING_MAXIMUM
 
 MODES = {
     "reverse": Reverse(),
@@ -118,6 +119,8 @@ def test_every_mode_agrees_with_finite_differences(name):
     assert np.any(reference != 0.0)
     for mode, grad in grads.items():
         np.testing.assert_allclose(grad, reference, rtol=1e-8, atol=1e-14, err_msg=mode)
+    if name in RUNNING_MAXIMUM:
+        return  # see tests/test_differentiability.py: checked at a smaller step there
     scale = np.max(np.abs(reference))
     np.testing.assert_allclose(reference, finite_differences, rtol=1e-5, atol=1e-7 * scale)
 

@@ -31,6 +31,13 @@ NOT_ELEMENTWISE |= {"adafactor"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
 TO_ROUNDING = {"nadam", "adamax", "adadelta"}
 TO_ROUNDING |= {"adan", "nadamw", "optimistic_adam"}
+# Learning-rate-free methods: inner products and norms over all parameters.
+NOT_ELEMENTWISE |= {"dadapt_adamw", "dog", "prodigy"}
+# Elementwise, but the native code generator has no cube root (lax.cbrt): XLA's step.
+NOT_ELEMENTWISE |= {"madgrad"}
+TO_ROUNDING |= {"ademamix"}
+# Schedule-Free's interpolation is reassociated by the fused loop (a few ulps).
+TO_ROUNDING |= {"schedule_free_adamw", "schedule_free_sgd"}
 SIZE = 999  # not a multiple of the vector width: the loop's remainder runs too
 
 

@@ -36,6 +36,8 @@ FINITE = (("[-inf, inf)",), [math.nan, math.inf, -math.inf])
 RULES = {
     "b1": DECAY,
     "b2": DECAY,
+    "b3": DECAY,
+    "beta3": DECAY,
     "decay": DECAY,
     "momentum": DECAY,
     "rho": DECAY,
@@ -49,16 +51,19 @@ RULES = {
     "min_norm": NONNEGATIVE,
     "trust_coefficient": NONNEGATIVE,
     "hypergrad_lr": NONNEGATIVE,
+    # ademamix's alpha is non-negative, optimistic_gradient_descent's any finite number.
+    "alpha": (("[0.0, inf)", "[-inf, inf)"), [math.nan, math.inf]),
+    "weight_lr_power": NONNEGATIVE,
     "learning_rate": FINITE,
     # scale's factor is any finite number; reduce_on_plateau's a fraction in (0, 1).
     "factor": (("[-inf, inf)", "(0.0, 1.0)"), [math.nan, math.inf, -math.inf]),
     "max_norm": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "estim_lr0": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
+    "estim_lr_coef": (("(0.0, inf)",), [0.0, -1.0, math.inf, math.nan]),
     # A range particular to one constructor (radam): only non-finite values are shared.
     "threshold": (None, [math.nan, math.inf]),
-    # optax's core optimizers (adan, noisy_sgd, optimistic_*, polyak_sgd, rprop).
-    "b3": DECAY,
+    # optax's core optimizers (adan, noisy_sgd, optimistic_*, polyak_sgd, rprop); b3 above.
     # signum's beta is a decay rate, optimistic_gradient_descent's any finite number.
-    "alpha": FINITE,
     "beta": (("[0.0, 1.0)", "[-inf, inf)"), [math.nan, math.inf]),
     "eta": NONNEGATIVE,
     "gamma": NONNEGATIVE,

@@ -15,7 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax._src.core.hyperparameter import EPSILON, NONNEGATIVE, POSITIVE
+from adaptive_jax._src.core.hyperparameter import (
+    EPSILON,
+    NONNEGATIVE,
+    POSITIVE,
+    Domain,
+    value_at,
+)
 from adaptive_jax._src.core.module import hyperparameter, static
 from adaptive_jax._src.core.moments import expect_gradients
 from adaptive_jax._src.core.numerics import (
@@ -57,34 +63,35 @@ class ClipByGlobalNorm(Transform):
         return jax.tree_util.tree_map(lambda u: u * cast_like(factor, u), updates), state
 
 
-class Clip(Transform):
-    r"""Clip every entry into :math:`[-\delta, \delta]`: :math:`u_i = \max(-\delta, \min(g_i, \delta))`.
+# A bound that may grow with the step (ADOPT's default is step ** 0.25, 0 at the first).
+CLIPPING_BOUND = Domain("a clipping bound", 0.0, None, schedule=True)
 
-    optax's ``clip``, with its numbers.  Real updates only (complex entries have no
-    order; ``jnp.clip`` refuses them).
+
+class Clip(Transform):
+    r"""Clip every coordinate to :math:`[-c_t, c_t]`: :math:`u_i = \min(\max(g_i, -c_t), c_t)`.
+
+    ``optax.clip``, with a bound that may also be a schedule of the 0-based step.
 
     Args:
-        max_delta: :math:`\delta \ge 0`.
+        max_delta: :math:`c \ge 0`, or a schedule of the 0-based step.
 
     Example:
         >>> import jax.numpy as jnp
         >>> import adaptive_jax as aj
         >>> tx = aj.clip(1.0)
-        >>> updates, _ = tx.update(jnp.array([3.0, -0.5, -2.0]), tx.init(jnp.zeros(3)))
-        >>> updates.tolist()
-        [1.0, -0.5, -1.0]
+        >>> clipped, _ = tx.update(jnp.array([3.0, -0.5, -2.0]), tx.init(jnp.zeros(3)))
+        >>> print(clipped)
+        [ 1.  -0.5 -1. ]
     """
 
-    max_delta: Any = hyperparameter(domain=NONNEGATIVE)
+    max_delta: Any = hyperparameter(domain=CLIPPING_BOUND)
 
     def apply(self, updates, state, params, count):
         expect_gradients(updates, "clip")
-
-        def clip_leaf(u):
-            bound = cast_like(self.max_delta, u)
-            return jnp.clip(u, -bound, bound)
-
-        return jax.tree_util.tree_map(clip_leaf, updates), state
+        bound = value_at(self.max_delta, count - 1, "max_delta")
+        return jax.tree_util.tree_map(
+            lambda u: jnp.clip(u, -cast_like(bound, u), cast_like(bound, u)), updates
+        ), state
 
 
 class ClipByBlockRms(Transform):

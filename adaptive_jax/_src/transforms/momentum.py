@@ -159,6 +159,8 @@ class EmaOfUpdates(Transform):
 
     Args:
         decay: :math:`\beta` in :math:`[0, 1)`, or a per-parameter tree.
+        nesterov: hand on the look-ahead :math:`\beta m_t + (1-\beta) u_t` instead of
+            :math:`m_t` (ADOPT's Nesterov variant).
         accumulator_dtype: dtype to store :math:`m_t` in (default: the parameters').
 
     Example:
@@ -173,6 +175,7 @@ class EmaOfUpdates(Transform):
     """
 
     decay: PerParameter = hyperparameter(default=0.9, domain=DECAY_RATE)
+    nesterov: bool = static(default=False)
     accumulator_dtype: Any = static(default=None)
 
     def init_state(self, params):
@@ -184,7 +187,16 @@ class EmaOfUpdates(Transform):
         new = map_params(
             lambda u, m, b: ema(m, u, b), updates, state.ema, names=("ema",), per_leaf=(decays,)
         )
-        out = map_params(lambda u, m: m.astype(u.dtype), updates, new, names=("ema",))
+        if self.nesterov:
+            out = map_params(
+                lambda u, m, b: ema(m, u, b).astype(u.dtype),
+                updates,
+                new,
+                names=("ema",),
+                per_leaf=(decays,),
+            )
+        else:
+            out = map_params(lambda u, m: m.astype(u.dtype), updates, new, names=("ema",))
         return out, EmaOfUpdatesState(new)
 
 
