@@ -46,7 +46,11 @@ from adaptive_jax._src.optimizers.lion import lion
 from adaptive_jax._src.optimizers.madgrad import madgrad
 from adaptive_jax._src.optimizers.muon import muon
 from adaptive_jax._src.optimizers.noisy import noisy_sgd
-from adaptive_jax._src.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
+from adaptive_jax._src.optimizers.optimistic import (
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
 from adaptive_jax._src.optimizers.polyak import polyak_sgd
 from adaptive_jax._src.optimizers.rprop import rprop
 from adaptive_jax._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -281,6 +285,7 @@ __all__ = [
     "normalized_gd",
     "novograd",
     "optimistic_adam",
+    "optimistic_adam_v2",
     "optimistic_gradient_descent",
     "polyak_sgd",
     "prodigy",

@@ -97,6 +97,10 @@ NAMED_OPTIMIZERS = {
         aj.optimistic_adam,
         dict(learning_rate=0.02, optimism=0.01, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4),
     ),
+    "optimistic_adam_v2": (
+        aj.optimistic_adam_v2,
+        dict(learning_rate=0.02, alpha=0.9, beta=0.5, b1=0.9, b2=0.99, eps=1e-3, eps_root=1e-4),
+    ),
     "optimistic_gradient_descent": (
         aj.optimistic_gradient_descent,
         dict(learning_rate=0.05, alpha=0.8, beta=0.6),

@@ -30,7 +30,7 @@ ELEMENTWISE_ON_VECTORS_ONLY = {"sm3"}
 NOT_ELEMENTWISE |= {"adafactor"}
 # Equal to rounding only (another XLA rewrite or rounding order in the plain step).
 TO_ROUNDING = {"nadam", "adamax", "adadelta"}
-TO_ROUNDING |= {"adan", "nadamw", "optimistic_adam"}
+TO_ROUNDING |= {"adan", "nadamw", "optimistic_adam", "optimistic_adam_v2"}
 # Learning-rate-free methods: inner products and norms over all parameters.
 NOT_ELEMENTWISE |= {"dadapt_adamw", "dog", "prodigy"}
 # Elementwise, but the native code generator has no cube root (lax.cbrt): XLA's step.

@@ -97,6 +97,14 @@ CASES = {
         aj.optimistic_adam(LR, b1=0.8, b2=0.95, eps=1e-3, nesterov=False),
         optax_optimistic_adam(LR, b1=0.8, b2=0.95, eps=1e-3, nesterov=False),
     ),
+    "optimistic_adam_v2": Case(
+        aj.optimistic_adam_v2(LR, alpha=0.7, beta=1.3, b1=0.8, b2=0.95, eps=1e-3, eps_root=1e-4),
+        optax.optimistic_adam_v2(LR, alpha=0.7, beta=1.3, b1=0.8, b2=0.95, eps=1e-3, eps_root=1e-4),
+    ),
+    "optimistic_adam_v2_plain": Case(
+        aj.optimistic_adam_v2(LR, b1=0.8, b2=0.95, eps=1e-3, nesterov=False),
+        optax.optimistic_adam_v2(LR, b1=0.8, b2=0.95, eps=1e-3, nesterov=False),
+    ),
     "optimistic_gradient_descent": Case(
         aj.optimistic_gradient_descent(0.05, alpha=0.8, beta=0.6),
         optax.optimistic_gradient_descent(0.05, alpha=0.8, beta=0.6),

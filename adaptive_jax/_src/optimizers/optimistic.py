@@ -7,6 +7,7 @@ from typing import Any
 from adaptive_jax._src.core.combine import Chain, aliased_chain, chain
 from adaptive_jax._src.core.hyperparameter import PerParameter
 from adaptive_jax._src.core.inspect import checks_arguments_by_name
+from adaptive_jax._src.core.protocol import Transform
 from adaptive_jax._src.optimizers.adam_family import first_moment
 from adaptive_jax._src.transforms.moments.corrections import debias
 from adaptive_jax._src.transforms.moments.second import ema_of_squares
@@ -49,6 +50,16 @@ def optimistic_gradient_descent(
     AISTATS 2020.
     """
     return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+
+
+def adam_direction(b1, b2, eps, eps_root, mu_dtype, nesterov) -> tuple[Transform, ...]:
+    """The blocks of Adam's (or, with ``nesterov``, NAdam's) direction :math:`r_t`."""
+    return (
+        first_moment(b1, mu_dtype, nesterov),
+        ema_of_squares(b2, mu_dtype),
+        debias(),
+        precondition(eps, eps_root),
+    )
 
 
 @checks_arguments_by_name
@@ -102,10 +113,7 @@ def optimistic_adam(
     ICLR 2018.
     """
     return aliased_chain(
-        first_moment(b1, mu_dtype, nesterov),
-        ema_of_squares(b2, mu_dtype),
-        debias(),
-        precondition(eps, eps_root),
+        *adam_direction(b1, b2, eps, eps_root, mu_dtype, nesterov),
         scale_by_optimistic_gradient(learning_rate, optimism, mu_dtype),
         scale(-1.0),
         aliases={
@@ -114,4 +122,57 @@ def optimistic_adam(
             "learning_rate": "transforms[4].alpha",
             "optimism": "transforms[4].beta",
         },
+    )
+
+
+@checks_arguments_by_name
+def optimistic_adam_v2(
+    learning_rate: PerParameter,
+    *,
+    alpha: PerParameter = 1.0,
+    beta: PerParameter = 1.0,
+    b1: PerParameter = 0.9,
+    b2: PerParameter = 0.999,
+    eps: Any = 1e-8,
+    eps_root: Any = 0.0,
+    mu_dtype: Any = None,
+    nesterov: bool = True,
+) -> Chain:
+    r"""Optimistic Adam with the learning rate apart: :math:`\theta_t = \theta_{t-1} - \eta\,((\alpha + \beta) r_t - \beta r_{t-1})`.
+
+    :math:`r_t` is Adam's direction as in :func:`optimistic_adam` (NAdam's look-ahead
+    first moment by default), :math:`r_0 := r_1`.  The chain ``(nesterov_)ema_of_gradients(b1)
+    → ema_of_squares(b2) → debias → precondition(eps, eps_root) →
+    scale_by_optimistic_gradient(alpha, beta) → scale_by_learning_rate(learning_rate)``:
+    ``optax.optimistic_adam_v2``'s arguments and numbers, with meta-gradients finite where
+    a gradient is exactly 0 at ``eps_root=0`` (optax's are NaN).
+
+    Args:
+        learning_rate: :math:`\eta`: a number, a schedule, or a per-parameter tree.
+        alpha: :math:`\alpha`, the weight of the current direction.
+        beta: :math:`\beta`, the optimism: the weight of the direction's change.
+        b1: :math:`\beta_1` in :math:`[0, 1)`.
+        b2: :math:`\beta_2` in :math:`[0, 1)`.
+        eps: :math:`\epsilon \ge 0`, added to the root.
+        eps_root: :math:`\epsilon_r \ge 0`, added under the root.
+        mu_dtype: dtype to store :math:`m_t`, :math:`v_t` and :math:`r_{t-1}` in.
+        nesterov: NAdam's look-ahead first moment (optax's default) or Adam's.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import adaptive_jax as aj
+        >>> tx = aj.optimistic_adam_v2(0.1, alpha=1.0, beta=0.5, eps=0.0, nesterov=False)
+        >>> params = jnp.array([1.0, -1.0])
+        >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(params), params)
+        >>> [round(u, 6) for u in updates.tolist()]  # r_1 = sign(g), r_0 := r_1: -eta alpha r_1
+        [-0.1, 0.1]
+
+    Reference: Daskalakis, Ilyas, Syrgkanis & Zeng, "Training GANs with Optimism",
+    ICLR 2018.
+    """
+    return aliased_chain(
+        *adam_direction(b1, b2, eps, eps_root, mu_dtype, nesterov),
+        scale_by_optimistic_gradient(alpha, beta, mu_dtype),
+        scale_by_learning_rate(learning_rate),
+        aliases={"b1": "transforms[0].decay", "b2": "transforms[1].decay"},
     )

@@ -104,12 +104,13 @@ class ScheduleFree(Transform):
 
     def init_state(self, params):
         dtype = scalar_dtype(params)
-        zeros = jnp.zeros([], dtype)
         z = jax.tree_util.tree_map(
             lambda p: jnp.array(p, dtype=self.state_dtype or jnp.result_type(p)), params
         )
         b1 = jnp.asarray(self.b1).astype(dtype)
-        return ScheduleFreeState(b1, zeros, zeros, self.base_optimizer.init_state(params), z)
+        # Two separate zeros: a state holding one buffer twice cannot be donated.
+        weight_sum, max_lr = jnp.zeros([], dtype), jnp.zeros([], dtype)
+        return ScheduleFreeState(b1, weight_sum, max_lr, self.base_optimizer.init_state(params), z)
 
     def apply(self, updates, state, params, count, **extra_args):
         expect_gradients(updates, "schedule_free")
