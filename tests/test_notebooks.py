@@ -6,9 +6,12 @@ outputs.  The notebook executed here is the one built from the script.
 
 Each notebook ends with cells that assert the claim it plots (computed from the plotted
 data against a closed form or a hand-written loop), so a notebook that runs through is a
-notebook whose claim held.  The kernel is started with the interpreter running the tests
+notebook whose claim held.  They are executed once per CI run, by the documentation build
+(``docs/conf.py``: ``nb_execution_raise_on_error``, warnings as errors), which ``.ci/run``
+starts after this suite; ``python -m tests.test_notebooks`` runs them all here with the
+runner below, whose behaviour (a failing check fails the run, a time limit stops a
+notebook) is tested.  The kernel is started with the interpreter running the tests
 (``sys.executable -m ipykernel_launcher``), so no ``ipykernel install`` is needed.
-Notebooks are independent parameters: ``pytest -n 2`` runs them two at a time.
 """
 
 from __future__ import annotations
@@ -87,9 +90,16 @@ def test_stored_notebook_matches_its_script_and_carries_no_outputs(script):
         assert cell.get("outputs", []) == [] and cell.get("execution_count") is None
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[path.stem for path in SCRIPTS])
-def test_notebook_runs_and_its_checks_pass(script):
-    execute(jupytext.read(script), script.parent)
+def run_every_notebook() -> None:
+    """Execute every notebook (``python -m tests.test_notebooks``), failing on the first error.
+
+    The documentation build executes each notebook too (``nb_execution_raise_on_error``),
+    and CI runs it after the suite, so the suite does not run them a second time.
+    """
+    for script in SCRIPTS:
+        started = time.monotonic()
+        execute(jupytext.read(script), script.parent)
+        print(f"{script.stem}: {time.monotonic() - started:.1f} s", flush=True)
 
 
 def test_kernel_uses_the_test_interpreter_and_a_failing_check_fails_the_run(tmp_path):
@@ -124,3 +134,7 @@ def test_an_edit_to_one_file_of_a_pair_is_caught(tmp_path):
     assert cells(notebook) == [("markdown", "The claim."), ("code", "assert 1 + 1 == 2")]
     script.write_text(script.read_text().replace("1 + 1 == 2", "2 + 2 == 4"))
     assert cells(jupytext.read(script)) != cells(notebook)
+
+
+if __name__ == "__main__":
+    run_every_notebook()
