@@ -48,7 +48,7 @@ nitpicky = True
 # Names outside this package (JAX, NumPy, optax, typing) have no inventory offline: their
 # references render as code without a link instead of failing the build.
 nitpick_ignore_regex = [
-    ("py:.*", r"(jax|jaxlib|numpy|np|jnp|optax|chex|typing|collections|enum|dataclasses)(\..*)?"),
+    ("py:.*", r"(jax|jaxlib|numpy|np|jnp|optax|chex|orbax|typing|collections|enum|dataclasses|pathlib|os|subprocess)(\..*)?"),
     ("py:.*", r"(Any|Callable|Sequence|Mapping|Iterable|Iterator|NamedTuple|Literal|Optional)"),
     ("py:.*", r"(PyTree|Array|ArrayLike|DTypeLike|Params|Updates|OptState|Scalar|Numeric)"),
     ("py:class", r"(int|float|bool|str|tuple|list|dict|object|type|None|Ellipsis|callable)"),

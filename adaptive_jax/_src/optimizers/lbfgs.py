@@ -62,7 +62,7 @@ def lbfgs(
     ``stop_gradient`` (so its forward-mode derivative with respect to the data or the
     initial point misses that term), and its line search is a ``while_loop``, which
     reverse mode rejects (``tests/test_lbfgs.py`` checks the latter).  Not in
-    :mod:`tests.optimizer_catalog`: the generic suites pass no ``value_fn``, and the step
+    ``tests/optimizer_catalog.py``: the generic suites pass no ``value_fn``, and the step
     is not elementwise (inner products over all parameters), so the native step does not
     apply.
 
