@@ -218,3 +218,19 @@ def test_the_step_count_is_not_raced_in_mode_c(monkeypatch):
             got = step(*got, grads)
         for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
             np.testing.assert_array_equal(x, y)
+
+
+def test_a_prng_key_in_the_state_stays_on_xla_without_a_fault():
+    """noisy_sgd with a typed PRNG key in its state, through the native-sized step.
+
+    No warning (the autouse fixture checks) and the plain numbers (to rounding: the
+    helper's step is compiled, the reference runs op by op).
+    """
+    tx = aj.noisy_sgd(0.05, eta=0.01, gamma=0.55, key=jax.random.key(3))  # a typed key
+    params = jnp.linspace(-1.0, 1.0, MIN_SIZE)
+    grads = jnp.cos(params)
+    state = tx.init(params)
+    expected_updates, _ = tx.update(grads, state, params)
+    expected = params + expected_updates
+    new_params, _ = aj.update_step(tx, jnp.array(params), tx.init(params), grads)
+    np.testing.assert_allclose(new_params, expected, rtol=1e-15, atol=1e-15)

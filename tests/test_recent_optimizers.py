@@ -364,3 +364,59 @@ def test_scale_by_muon_matches_optax_on_the_matrices(nesterov):
     for leaf in matrices:
         np.testing.assert_allclose(got[leaf], expected[leaf], rtol=RTOL, atol=ATOL, err_msg=leaf)
         assert np.max(np.abs(got[leaf][-1] - matrices[leaf])) > 1e-3, leaf
+
+
+MUON_HYPERPARAMETERS = ("learning_rate", "beta", "weight_decay", "adam_b1", "adam_weight_decay")
+
+
+def muon_meta_loss(values):
+    """Loss after 6 muon steps on a matrix, a vector and a matrix whose gradient is 0."""
+    tx = aj.muon(
+        values["learning_rate"],
+        beta=values["beta"],
+        weight_decay=values["weight_decay"],
+        adam_b1=values["adam_b1"],
+        adam_weight_decay=values["adam_weight_decay"],
+        adam_learning_rate=0.05,
+    )
+    target = jnp.arange(12.0).reshape(4, 3) / 10
+
+    def loss(params):
+        return jnp.sum((params["w"] - target) ** 2) + jnp.sum((params["b"] - 0.5) ** 2)
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    params = {"w": jnp.eye(4, 3), "b": jnp.zeros(3), "dormant": jnp.ones((3, 2))}
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=6)
+    return loss(params) + jnp.sum(params["dormant"] ** 2)
+
+
+def test_muon_meta_gradients_match_finite_differences_forward_and_reverse():
+    """Every numeric hyperparameter of muon, through Newton-Schulz on the matrices.
+
+    ``dormant`` is a matrix whose gradient is exactly 0 at every step: its momentum stays
+    0 and is orthogonalised as a zero matrix, where the derivative must stay finite.
+    """
+    values = {
+        "learning_rate": jnp.asarray(0.02),
+        "beta": jnp.asarray(0.9),
+        "weight_decay": jnp.asarray(0.1),
+        "adam_b1": jnp.asarray(0.8),
+        "adam_weight_decay": jnp.asarray(0.05),
+    }
+    reverse = jax.grad(muon_meta_loss)(values)
+    for name in MUON_HYPERPARAMETERS:
+        direction = {k: jnp.asarray(float(k == name)) for k in values}
+        _, forward = jax.jvp(muon_meta_loss, (values,), (direction,))
+        h = 1e-6
+        plus = {k: v + h * direction[k] for k, v in values.items()}
+        minus = {k: v - h * direction[k] for k, v in values.items()}
+        finite_difference = (muon_meta_loss(plus) - muon_meta_loss(minus)) / (2 * h)
+        assert jnp.isfinite(reverse[name]), name
+        np.testing.assert_allclose(forward, reverse[name], rtol=1e-9, atol=1e-14, err_msg=name)
+        np.testing.assert_allclose(
+            reverse[name], finite_difference, rtol=1e-5, atol=1e-9, err_msg=name
+        )

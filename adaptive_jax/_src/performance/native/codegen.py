@@ -143,7 +143,10 @@ class _Translator:
         raise Unsupported(f"an intermediate of shape {shape}, not () or a parameter's shape")
 
     def dtype(self, aval: Any) -> np.dtype:
-        dtype = np.dtype(aval.dtype)
+        try:
+            dtype = np.dtype(aval.dtype)
+        except TypeError:  # extended dtypes (PRNG keys, float0) have no NumPy equivalent
+            raise Unsupported(f"dtype {aval.dtype}") from None
         if dtype not in C_TYPES:
             raise Unsupported(f"dtype {dtype}")
         return dtype
