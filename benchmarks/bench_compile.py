@@ -38,33 +38,13 @@ import numpy as np
 import optax
 
 import adaptive_jax as aj
+from benchmarks.bench_many_leaves import random_shapes
 
 # (leaves, repeats, parameters in all)
 FULL = (300, 7, 2_000_000)
 QUICK = (100, 3, 500_000)
 
 _OPERATION = re.compile(r'^\s*(?:%[^=]*=\s*)?"?stablehlo\.[a-z_0-9]+', re.MULTILINE)
-
-
-def random_shapes(num_leaves: int, total: int, seed: int = 0) -> list[tuple[int, ...]]:
-    """Shapes of ``num_leaves`` arrays of log-uniform sizes adding up to about ``total``."""
-    # The same draw as bench_many_leaves.random_shapes (kept here so that this file also
-    # runs against an older checkout).
-    rng = np.random.default_rng(seed)
-    sizes = np.exp(rng.uniform(np.log(8), np.log(total / num_leaves * 20), num_leaves))
-    sizes = np.maximum(1, sizes / sizes.sum() * total).astype(int)
-    shapes: list[tuple[int, ...]] = []
-    for size in sizes:
-        kind = rng.integers(3)
-        if kind == 0 or size < 64:
-            shapes.append((int(size),))
-        elif kind == 1:
-            rows = int(2 ** rng.integers(2, 9))
-            shapes.append((rows, max(1, int(size) // rows)))
-        else:
-            channels = int(2 ** rng.integers(2, 6))
-            shapes.append((3, 3, channels, max(1, int(size) // (9 * channels))))
-    return shapes
 
 
 def candidates(params: Any) -> dict[str, Callable[[], tuple[Any, tuple[Any, ...]]]]:
