@@ -9,17 +9,12 @@
   why (``ADAPTIVE_JAX_NATIVE=0`` turns it off).
 """
 
+from adaptive_jax._src.performance.dispatch import StepPath, apply_step, choose_path
+from adaptive_jax._src.performance.donation import DonatingStep
 from adaptive_jax._src.performance.flatten import FlatLayoutError, Flattened, flatten
 from adaptive_jax._src.performance.layout import FlatLayout, FlatParams, ravel_params
 from adaptive_jax._src.performance.native.build import available as native_available
-from adaptive_jax._src.performance.train_step import (
-    DonatingStep,
-    StepPath,
-    apply_step,
-    choose_path,
-    make_train_step,
-    update_step,
-)
+from adaptive_jax._src.performance.train_step import make_train_step, update_step
 
 __all__ = [
     "DonatingStep",
