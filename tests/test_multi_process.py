@@ -119,12 +119,15 @@ def test_launcher_gives_each_process_its_id_and_one_coordinator():
         "import os; print(os.environ['ADAPTIVE_JAX_PROCESS_ID'], "
         "os.environ['JAX_COORDINATOR_ADDRESS'], os.environ['XLA_FLAGS'])"
     )
-    result = aj.sharding.launch_local_processes(python(code), 3, 2, timeout=60)
+    env = dict(os.environ, XLA_FLAGS="--xla_dump_to=/nowhere --xla_force_host_platform_device_count=5")
+    result = aj.sharding.launch_local_processes(python(code), 3, 2, timeout=60, env=env)
     assert result.ok, result.describe()
     lines = [p.stdout.split() for p in result.processes]
     assert [line[0] for line in lines] == ["0", "1", "2"]
     assert len({line[1] for line in lines}) == 1 and lines[0][1].startswith("127.0.0.1:")
-    assert {line[2] for line in lines} == {"--xla_force_host_platform_device_count=2"}
+    # The device count replaced, the caller's other XLA flags kept.
+    flags = {tuple(line[2:]) for line in lines}
+    assert flags == {("--xla_dump_to=/nowhere", "--xla_force_host_platform_device_count=2")}
 
 
 def alive(pid):

@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The suite's XLA flags (tests/conftest.py) with 8 simulated CPU devices.
+EIGHT_DEVICES = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
 
 
 def test_sharding_suite_on_eight_simulated_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=EIGHT_DEVICES)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sharding_suite.py"],
@@ -26,7 +28,7 @@ def test_data_parallel_example_matches_single_device():
     result = subprocess.run(
         [sys.executable, "examples/data_parallel.py"],
         cwd=ROOT,
-        env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+        env=dict(os.environ, XLA_FLAGS=EIGHT_DEVICES),
         capture_output=True,
         text=True,
         timeout=300,

@@ -27,6 +27,7 @@ import jax
 
 _PROCESS_ID = "ADAPTIVE_JAX_PROCESS_ID"
 _NUM_PROCESSES = "ADAPTIVE_JAX_NUM_PROCESSES"
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 _COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # read by jax.distributed.initialize itself
 
 
@@ -84,6 +85,17 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def with_device_count(xla_flags: str, devices: int) -> str:
+    """``xla_flags`` with its simulated CPU device count set to ``devices`` (others kept).
+
+    Example:
+        >>> with_device_count("--xla_dump_to=/tmp/d --xla_force_host_platform_device_count=4", 2)
+        '--xla_dump_to=/tmp/d --xla_force_host_platform_device_count=2'
+    """
+    kept = [f for f in xla_flags.split() if not f.startswith(_DEVICE_COUNT_FLAG + "=")]
+    return " ".join([*kept, f"{_DEVICE_COUNT_FLAG}={devices}"])
+
+
 def launch_local_processes(
     argv: Sequence[str],
     num_processes: int = 2,
@@ -97,7 +109,8 @@ def launch_local_processes(
 
     Each process gets the coordinator address (a free port on 127.0.0.1), its id and the
     number of processes in its environment (read by :func:`initialize_local_process`), and
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=<devices_per_process>``.  Returns
+    ``--xla_force_host_platform_device_count=<devices_per_process>`` in ``XLA_FLAGS``
+    (the environment's other XLA flags are kept).  Returns
     when every process has exited, as soon as one exits with a non-zero status (the others
     are then killed with SIGKILL: they would wait forever in a collective), or at
     ``timeout`` seconds (all are killed).  No process outlives the call: an exception
@@ -120,7 +133,7 @@ def launch_local_processes(
     base = dict(os.environ if env is None else env)
     base[_COORDINATOR] = f"127.0.0.1:{free_port()}"
     base[_NUM_PROCESSES] = str(num_processes)
-    base["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_per_process}"
+    base["XLA_FLAGS"] = with_device_count(base.get("XLA_FLAGS", ""), devices_per_process)
     start = time.monotonic()
     processes: list[subprocess.Popen] = []
     timed_out = False
