@@ -119,7 +119,9 @@ def test_launcher_gives_each_process_its_id_and_one_coordinator():
         "import os; print(os.environ['ADAPTIVE_JAX_PROCESS_ID'], "
         "os.environ['JAX_COORDINATOR_ADDRESS'], os.environ['XLA_FLAGS'])"
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_dump_to=/nowhere --xla_force_host_platform_device_count=5")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_dump_to=/nowhere --xla_force_host_platform_device_count=5"
+    )
     result = aj.sharding.launch_local_processes(python(code), 3, 2, timeout=60, env=env)
     assert result.ok, result.describe()
     lines = [p.stdout.split() for p in result.processes]
