@@ -183,8 +183,8 @@ def test_optax_line_search_cannot_be_reverse_differentiated():
             )
         return logistic(jax.tree_util.tree_map(lambda x: x[-1], history))
 
-    with pytest.raises(ValueError, match="while_loop"):
-        jax.grad(optax_final_loss)(0.7)
+    with pytest.raises(ValueError, match="while_loop"):  # raised while tracing
+        jax.jit(jax.grad(optax_final_loss)).trace(0.7)
 
 
 def test_plain_lbfgs_steps_from_a_zero_start_differentiate_as_finite_differences():
@@ -203,9 +203,11 @@ def test_plain_lbfgs_steps_from_a_zero_start_differentiate_as_finite_differences
         (params, _), _ = jax.lax.scan(step, (start, tx.init(start)), None, length=4)
         return quadratic(params)
 
+    @jax.jit
     def ours(rate):
         return final(rate, aj.scale_by_lbfgs, aj.scale_by_learning_rate)
 
+    @jax.jit
     def theirs(rate):
         with jax.numpy_dtype_promotion("standard"):
             return final(rate, optax.scale_by_lbfgs, optax.scale_by_learning_rate)

@@ -1,8 +1,12 @@
 """Every hypergradient mode gives the same numbers, and they are the derivative.
 
-For every named optimizer and every numeric hyperparameter: reverse mode, the three
-checkpointed reverse modes and forward mode agree to rtol 1e-8 (float64), and agree
-with central finite differences of the meta-objective.  The problem
+For every named optimizer and every numeric hyperparameter: reverse mode, forward mode
+and a checkpointed reverse mode agree to rtol 1e-8 (float64), and agree with central
+finite differences of the meta-objective.  The three checkpointing policies take turns
+over the catalog (each runs on a third of it), and all three run on optimizers chosen
+for the kinds of state a policy must carry through its recomputation: integer counts,
+a PRNG key, a running maximum, factored moments, an interpolated sequence, a learned
+step size and a stored previous gradient.  The problem
 :math:`L(w) = (w_0-1)^2 + w_0 w_1^2` started at :math:`w = (0.1, 0)` keeps
 :math:`w_1 = 0` with a gradient that is exactly zero at every step: the case where a
 naive square root of the second moment turns meta-gradients into NaN.
@@ -35,6 +39,21 @@ MODES = {
     "reverse_sqrt": Reverse(checkpointing=SqrtBlocks()),
     "reverse_recursive": Reverse(checkpointing=Bisection()),
     "forward": Forward(),
+}
+CHECKPOINTED = ("reverse_step", "reverse_sqrt", "reverse_recursive")
+# Every checkpointing policy on these (the state kinds of the module docstring): adam's
+# count, noisy_sgd's key, amsgrad's maximum, adafactor's factored moments,
+# schedule_free_adamw's interpolation, prodigy's step size, optimistic_adam's previous
+# gradient, rprop's sign memory.
+ALL_POLICIES = {
+    "adam",
+    "noisy_sgd",
+    "amsgrad",
+    "adafactor",
+    "schedule_free_adamw",
+    "prodigy",
+    "optimistic_adam",
+    "rprop",
 }
 NUM_STEPS = 4  # short: compile time, not the horizon, is what these tests pay for
 W0 = jnp.array([0.1, 0.0])
@@ -93,10 +112,18 @@ def finite_difference_gradient(tx):
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
-def all_mode_gradients_and_finite_differences(tx):
-    """One compiled program per optimizer: every mode, and the finite differences."""
-    grads = {name: aj.meta.hypergradient(OBJECTIVE, tx, mode=mode) for name, mode in MODES.items()}
+def modes_for(name):
+    """Reverse, forward and the checkpointed mode(s) this optimizer runs under."""
+    if name in ALL_POLICIES:
+        return tuple(MODES)
+    turn = CHECKPOINTED[sorted(CASES).index(name) % len(CHECKPOINTED)]
+    return ("reverse", turn, "forward")
+
+
+@functools.partial(jax.jit, static_argnums=1, compiler_options=FAST_COMPILE)
+def mode_gradients_and_finite_differences(tx, modes):
+    """One compiled program per optimizer: its modes, and the finite differences."""
+    grads = {name: aj.meta.hypergradient(OBJECTIVE, tx, mode=MODES[name]) for name in modes}
     return grads, finite_difference_gradient(tx)
 
 
@@ -109,7 +136,7 @@ def as_vector(tree):
 def test_every_mode_agrees_with_finite_differences(name):
     factory, kwargs = CASES[name]
     tx = factory(**kwargs)
-    trees, finite_differences = all_mode_gradients_and_finite_differences(tx)
+    trees, finite_differences = mode_gradients_and_finite_differences(tx, modes_for(name))
     for tree in trees.values():  # shaped like the transformation
         assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(tx)
     grads = {mode: as_vector(tree) for mode, tree in trees.items()}
@@ -123,6 +150,13 @@ def test_every_mode_agrees_with_finite_differences(name):
         return  # see tests/test_differentiability.py: checked at a smaller step there
     scale = np.max(np.abs(reference))
     np.testing.assert_allclose(reference, finite_differences, rtol=1e-5, atol=1e-7 * scale)
+
+
+def test_each_checkpointing_policy_runs_on_a_third_of_the_catalog_and_on_every_state_kind():
+    counts = {mode: sum(mode in modes_for(name) for name in CASES) for mode in CHECKPOINTED}
+    assert ALL_POLICIES <= set(CASES)
+    assert all(count >= len(CASES) // 3 for count in counts.values()), counts
+    assert all(len(set(CHECKPOINTED) & set(modes_for(name))) >= 1 for name in CASES)
 
 
 def test_zero_gradient_coordinate_stays_put_and_unroll_matches_a_python_loop():
