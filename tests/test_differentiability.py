@@ -225,8 +225,14 @@ def test_every_numeric_hyperparameter_is_a_leaf(name):
     assert not numeric - leaves, f"not leaves of the pytree: {numeric - leaves}"
 
 
+# The three tests of one optimizer share its compiled derivatives (``derivatives`` is
+# cached per process).  A module-scoped parameter makes pytest order them together, so
+# xdist hands them to one worker instead of computing the derivatives in both.
+BY_OPTIMIZER = pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS), scope="module")
+
+
 @pytest.mark.parametrize("defaults", [False, True], ids=["catalog", "defaults"])
-@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+@BY_OPTIMIZER
 def test_meta_gradient_matches_finite_differences(name, defaults):
     result = derivatives(name, defaults)
     assert np.all(np.isfinite(result["reverse"])), result
@@ -241,7 +247,7 @@ def test_meta_gradient_matches_finite_differences(name, defaults):
     )
 
 
-@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+@BY_OPTIMIZER
 def test_forward_and_reverse_mode_agree(name):
     result = derivatives(name)
     # An exactly-zero derivative (AMSGrad's maximum kept at its first, b2-free value)
@@ -250,7 +256,7 @@ def test_forward_and_reverse_mode_agree(name):
     assert_close(result["names"], result["forward"], result["reverse"], 1e-9, 1e-12 * scale)
 
 
-@pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS))
+@BY_OPTIMIZER
 def test_second_order_matches_finite_differences_of_the_gradient(name):
     result = derivatives(name)
     hessian = result["hessian"]
