@@ -104,7 +104,7 @@ def test_state_and_updates_keep_parameter_shardings(name):
 
     # The numbers are those of the same update on one device.
     local = jax.tree_util.tree_map(np.asarray, (grads, params))
-    ref_updates, _ = tx.update(local[0], tx.init(local[1]), local[1], value=VALUE)
+    ref_updates, _ = jax.jit(tx.update)(local[0], tx.init(local[1]), local[1], value=VALUE)
     for key in params:
         np.testing.assert_allclose(
             np.asarray(updates[key]), ref_updates[key], rtol=1e-12, atol=1e-15
