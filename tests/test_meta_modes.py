@@ -6,7 +6,7 @@ finite differences of the meta-objective.  The three checkpointing policies take
 over the catalog (each runs on a third of it), and all three run on optimizers chosen
 for the kinds of state a policy must carry through its recomputation: integer counts,
 a PRNG key, a running maximum, factored moments, an interpolated sequence, a learned
-step size and a stored previous gradient.  The problem
+step size, a stored previous gradient and a sign memory.  The problem
 :math:`L(w) = (w_0-1)^2 + w_0 w_1^2` started at :math:`w = (0.1, 0)` keeps
 :math:`w_1 = 0` with a gradient that is exactly zero at every step: the case where a
 naive square root of the second moment turns meta-gradients into NaN.
