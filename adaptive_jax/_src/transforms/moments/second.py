@@ -86,7 +86,7 @@ class EmaOfSquares(Transform):
 
     def apply(self, updates, state, params, count):
         record = as_moments(updates)
-        decays = per_leaf(self.decay, count - 1, state.nu)
+        decays = per_leaf(self.decay, count - 1, state.nu, "decay")
         nu = ema_of_squares_step(record.gradient, state.nu, decays)
         correction = per_leaf_tree(corrections(decays, count), nu)
         decay = per_leaf_tree(decays, nu)
@@ -181,7 +181,7 @@ class CenteredEmaOfSquares(Transform):
 
     def apply(self, updates, state, params, count):
         record = as_moments(updates)
-        decays = per_leaf(self.decay, count - 1, state.nu)
+        decays = per_leaf(self.decay, count - 1, state.nu, "decay")
         mean = map_params(
             lambda g, m, rho: ema(m, g, rho),
             record.gradient,

@@ -27,7 +27,7 @@ from adaptive_jax._src.core.hyperparameter import (
     per_leaf,
 )
 from adaptive_jax._src.core.module import hyperparameter, static
-from adaptive_jax._src.core.moments import Moments, expect_gradients, per_leaf_tree
+from adaptive_jax._src.core.moments import Moments, as_moments, expect_gradients, per_leaf_tree
 from adaptive_jax._src.core.numerics import (
     cast_like,
     compute_dtype,
@@ -90,7 +90,7 @@ class BeliefSecondMoment(Transform):
 
     def apply(self, updates, state, params, count):
         record = _needs_first_moment(updates, "belief_second_moment")
-        decays = per_leaf(self.decay, count - 1, state.nu)
+        decays = per_leaf(self.decay, count - 1, state.nu, "decay")
 
         def surprise(g, m, s, decay):
             error = g.astype(m.dtype) - m
@@ -163,8 +163,8 @@ class InfinityNormSecondMoment(Transform):
         return SecondMomentState(real_zeros_like(params, self.nu_dtype))
 
     def apply(self, updates, state, params, count):
-        record = updates if isinstance(updates, Moments) else Moments(updates, updates)
-        decays = per_leaf(self.decay, count - 1, state.nu)
+        record = as_moments(updates)
+        decays = per_leaf(self.decay, count - 1, state.nu, "decay")
         u = map_params(
             lambda g, u, decay: infinity_norm_step(g, u, decay, self.eps),
             record.gradient,
