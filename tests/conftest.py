@@ -4,7 +4,7 @@ float64 makes comparisons with torch.optim and finite differences meaningful at
 rtol 1e-9; strict promotion proves the library never relies on implicit promotion.
 Tests that need float32/bfloat16 ask for the dtype explicitly.
 
-Half of the suite's time is XLA compiling small programs; three settings make that
+Half of the suite's time is XLA compiling small programs; four settings make that
 cheaper:
 
 * ``--xla_cpu_use_fusion_emitters=false``: XLA's CPU backend emits fused loops with
@@ -14,8 +14,16 @@ cheaper:
   (one float32 output of adopt differed by 1 ulp): the tests compare against optax,
   torch, closed forms and finite differences, which run under the same flag, and the
   tests that compare bits with XLA's default code (``tests/test_native.py``) ask for
-  the default emitters in their ``compiler_options``.  Subprocesses started by the
-  tests (examples, the 8-device suite) inherit the flag through ``XLA_FLAGS``.
+  XLA's defaults in their ``compiler_options`` (``tests/xla_defaults.py``).
+  Subprocesses started by the tests (examples, the 8-device suite) inherit these flags
+  through ``XLA_FLAGS``.
+* ``--xla_backend_optimization_level=0``: LLVM's optimisation level 0 for the code of
+  each program (XLA's own HLO passes still run).  The code runs slower, which the
+  suite's small programs do not notice.  Its results are IEEE arithmetic like the
+  default's, but some last bits differ (the default, level 3, may contract
+  ``a * b + c`` into a fused multiply-add): tests that compare bits with it, or between two
+  differently structured programs, compile those with ``tests/xla_defaults.py``
+  (full suite on 2 cores: 382 s → 345 s).
 * ``--xla_cpu_parallel_codegen_split_count=1``: one LLVM module per program instead of
   up to 32 compiled on parallel threads.  The split pays off on an idle machine; here
   both cores already run a worker each, and the parts only add per-module work
@@ -38,7 +46,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
+_COMPILE_FLAGS = (
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_backend_optimization_level=0",
+    "--xla_cpu_parallel_codegen_split_count=1",
+)
 for _flag in _COMPILE_FLAGS:
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()

@@ -12,6 +12,7 @@ import pytest
 
 import adaptive_jax as aj
 from tests.optimizer_catalog import NAMED_OPTIMIZERS, NEEDS_VALUE
+from tests.xla_defaults import XLA_DEFAULTS
 
 PARAMS = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.asarray(0.25)}
 
@@ -29,13 +30,13 @@ def bits(tree):
     return [np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(tree)]
 
 
-def run(tx, poisons, params=PARAMS):
+def run(tx, poisons, params=PARAMS, compiler_options=None):
     """Apply updates for gradients ``gradient(t, poisons[t])``; return params, state, updates.
 
     The whole run is one jitted function (one compilation per test).
     """
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options)
     def steps(params):
         state = tx.init(params)
         history = []
@@ -71,9 +72,10 @@ def test_skipping_is_as_if_the_bad_batch_had_never_been_seen():
     tx = aj.adamw(aj.schedules.exponential_decay(0.1, 0.5), weight_decay=0.1)
     wrapped = aj.apply_if_finite(tx, max_consecutive_errors=2)
     poisons = [None, None, jnp.nan, None, jnp.inf, None]
-    skipped = run(wrapped, poisons)
+    # Bits compared across two programs: both compiled as XLA compiles by default.
+    skipped = run(wrapped, poisons, compiler_options=XLA_DEFAULTS)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=XLA_DEFAULTS)
     def finite_steps_only(params):
         state = tx.init(params)
         for t in [0, 1, 3, 5]:

@@ -18,6 +18,7 @@ from adaptive_jax._src.performance.native import fused_apply_step, fused_element
 from adaptive_jax._src.performance.native.build import TARGET_NAME
 from adaptive_jax._src.performance.native.fused import MIN_SIZE
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
+from tests.xla_defaults import XLA_DEFAULTS
 
 # Steps that reduce over all parameters (a global norm, a trust ratio): not elementwise.
 NOT_ELEMENTWISE = {"normalized_gd", "lamb"}
@@ -53,15 +54,9 @@ def plain_step(tx):
     return step
 
 
-# The native kernel reproduces the code of XLA's default CPU emitters, bit for bit; the
-# suite compiles with the older emitters (tests/conftest.py), so the reference asks
-# for the default ones.
-XLA_DEFAULT_EMITTERS = {"xla_cpu_use_fusion_emitters": True}
-
-
 def xla_step(tx):
-    """The plain step, jit-compiled as XLA compiles it by default."""
-    return jax.jit(plain_step(tx), compiler_options=XLA_DEFAULT_EMITTERS)
+    """The plain step, jit-compiled as XLA compiles it by default (tests/xla_defaults.py)."""
+    return jax.jit(plain_step(tx), compiler_options=XLA_DEFAULTS)
 
 
 def run(step, tx, dtype, steps=20, size=SIZE):

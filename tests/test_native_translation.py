@@ -18,6 +18,7 @@ from adaptive_jax._src.performance.native import codegen, fused, fused_apply_ste
 from adaptive_jax._src.performance.native.build import TARGET_NAME
 from adaptive_jax._src.performance.native.fused import MIN_SIZE
 from adaptive_jax.extend import Transform, static
+from tests.xla_defaults import XLA_DEFAULTS
 
 SIZE = MIN_SIZE + 3
 
@@ -98,10 +99,13 @@ def plain_step(tx):
 def compare_with_xla(tx, native_expected, steps=3, size=SIZE, dtype=jnp.float32):
     params = jnp.linspace(-1.0, 1.0, size, dtype=dtype)
     state = tx.init(params)
+    # Both compiled as XLA compiles by default: a step that stays on XLA is that code.
     step = jax.jit(
-        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1)
+        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True),
+        donate_argnums=(0, 1),
+        compiler_options=XLA_DEFAULTS,
     )
-    reference = jax.jit(plain_step(tx))
+    reference = jax.jit(plain_step(tx), compiler_options=XLA_DEFAULTS)
     grads = jnp.cos(params * 3.0) * 0.1
     assert (TARGET_NAME in step.lower(params, state, grads).as_text()) == native_expected
     expected = got = (params, state)
@@ -208,7 +212,7 @@ def test_the_step_count_is_not_raced_in_mode_c(monkeypatch):
     grads = jnp.cos(params * 3.0) * 0.1
     step = jax.jit(lambda p, s, g: fused_apply_step(tx, p, s, g), donate_argnums=(0, 1))
     assert TARGET_NAME in step.lower(params, tx.init(params), grads).as_text()
-    reference = jax.jit(plain_step(tx))
+    reference = jax.jit(plain_step(tx), compiler_options=XLA_DEFAULTS)
     expected = (params, tx.init(params))
     for _ in range(3):
         expected = reference(*expected, grads)

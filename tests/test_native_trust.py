@@ -28,6 +28,7 @@ from adaptive_jax._src.performance import native
 from adaptive_jax._src.performance.native import build, cache, toolchain
 from adaptive_jax._src.performance.native.build import TARGET_NAME
 from adaptive_jax._src.performance.native.fused import MIN_SIZE
+from tests.xla_defaults import XLA_DEFAULTS
 
 SIZE = MIN_SIZE + 3  # large enough for apply_step(native=True) to try the kernel
 
@@ -112,9 +113,12 @@ def check_step(native_expected: bool, tx=None):
     params = jnp.linspace(-1.0, 1.0, SIZE, dtype=jnp.float32)
     grads = jnp.cos(params * 3.0) * 0.1
     state = tx.init(params)
-    expected = jax.jit(plain_step(tx))(params, state, grads)
+    # Both compiled as XLA compiles by default: a step that stays on XLA is that code.
+    expected = jax.jit(plain_step(tx), compiler_options=XLA_DEFAULTS)(params, state, grads)
     step = jax.jit(
-        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True), donate_argnums=(0, 1)
+        lambda p, s, g: aj.performance.apply_step(tx, p, s, g, native=True),
+        donate_argnums=(0, 1),
+        compiler_options=XLA_DEFAULTS,
     )
     assert (TARGET_NAME in step.lower(params, state, grads).as_text()) == native_expected
     got = step(jnp.copy(params), jax.tree_util.tree_map(jnp.copy, state), grads)
