@@ -226,8 +226,8 @@ def test_every_numeric_hyperparameter_is_a_leaf(name):
 
 
 # The three tests of one optimizer share its compiled derivatives (``derivatives`` is
-# cached per process).  A module-scoped parameter makes pytest order them together, so
-# xdist hands them to one worker instead of computing the derivatives in both.
+# cached per process, and xdist runs a module in one worker).  A module-scoped
+# parameter makes pytest run them one after another.
 BY_OPTIMIZER = pytest.mark.parametrize("name", sorted(NAMED_OPTIMIZERS), scope="module")
 
 
