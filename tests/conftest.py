@@ -23,7 +23,7 @@ cheaper:
   default's, but some last bits differ (the default, level 3, may contract
   ``a * b + c`` into a fused multiply-add): tests that compare bits with it, or between two
   differently structured programs, compile those with ``tests/xla_defaults.py``
-  (full suite on 2 cores: 382 s → 345 s).
+  (full suite on 2 cores, cold caches: 382 s before, 334 s and 351 s after).
 * ``--xla_cpu_parallel_codegen_split_count=1``: one LLVM module per program instead of
   up to 32 compiled on parallel threads.  The split pays off on an idle machine; here
   both cores already run a worker each, and the parts only add per-module work
