@@ -27,8 +27,6 @@ import adaptive_jax as aj
 STEPS = 100
 RTOL = 1e-9
 ATOL = 1e-13
-# The programs are tiny and run once: compile time dominates, so skip LLVM's costly passes.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 _rng = np.random.default_rng(3)
 FEATURES = jnp.asarray(_rng.normal(size=(30, 4)))
@@ -183,7 +181,7 @@ def trajectories():
         return ours_history, optax_history
 
     ours = {name: case.ours for name, case in CASES.items()}
-    compiled = jax.jit(run).lower(ours).compile(compiler_options=FAST_COMPILE)
+    compiled = jax.jit(run).lower(ours).compile()
     return jax.tree_util.tree_map(np.asarray, compiled(ours))
 
 

@@ -30,8 +30,6 @@ import adaptive_jax as aj
 STEPS = 100
 RTOL = 1e-9
 ATOL = 1e-13
-# The programs are tiny and run once: compile time dominates, so skip LLVM's costly passes.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 _rng = np.random.default_rng(7)
 FEATURES = _rng.normal(size=(24, 5))
@@ -108,7 +106,7 @@ def jax_trajectories(transforms):
         return history
 
     run = jax.jit(lambda txs: {name: train(tx) for name, tx in txs.items()})
-    histories = run.lower(transforms).compile(compiler_options=FAST_COMPILE)(transforms)
+    histories = run.lower(transforms).compile()(transforms)
     return {
         name: {k: np.concatenate([INITIAL[k][None], np.asarray(h[k])]) for k in NAMES}
         for name, h in histories.items()

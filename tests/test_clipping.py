@@ -23,7 +23,6 @@ import adaptive_jax as aj
 STEPS = 30
 RTOL = 1e-9
 ATOL = 1e-13
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 _rng = np.random.default_rng(11)
 FEATURES = jnp.asarray(_rng.normal(size=(8, 4)))
@@ -162,7 +161,7 @@ def histories():
             )
         return ours, theirs
 
-    return jax.jit(run).lower().compile(FAST_COMPILE)()
+    return jax.jit(run).lower().compile()()
 
 
 @pytest.mark.parametrize("name", [*CASES, "per_example_global_norm_clip", *SKIP_CASES])
@@ -298,7 +297,7 @@ def meta_results():
         return out
 
     values = {name: jnp.asarray(v, jnp.float64) for name, (_, v) in META.items()}
-    return jax.jit(run).lower(values).compile(FAST_COMPILE)(values)
+    return jax.jit(run).lower(values).compile()(values)
 
 
 @pytest.mark.parametrize("name", sorted(META))

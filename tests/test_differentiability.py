@@ -92,11 +92,8 @@ def derivative_program(hyper):
             return jax.jvp(jax.value_and_grad(hyper.meta_loss), (theta,), (direction,))
 
         example = jnp.zeros(len(hyper.theta), jnp.float64)
-        lowered = jax.jit(program).lower(example, example)
-        # Compiling is the cost here, running is not: skipping the backend's optimisation
-        # passes and fusion emitters compiles 3x faster (results agree to ~1e-13).
-        options = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-        _PROGRAMS[hyper.treedef] = lowered.compile(options)
+        # Compiled with the suite's cheaper settings (tests/conftest.py).
+        _PROGRAMS[hyper.treedef] = jax.jit(program).lower(example, example).compile()
     return _PROGRAMS[hyper.treedef]
 
 

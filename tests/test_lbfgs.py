@@ -17,7 +17,6 @@ from sklearn.datasets import load_digits
 
 import adaptive_jax as aj
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 ITERATIONS = 30
 
 _rng = np.random.default_rng(11)
@@ -99,7 +98,7 @@ def histories():
                     )
         return ours, theirs
 
-    compiled = jax.jit(both).lower().compile(compiler_options=FAST_COMPILE)
+    compiled = jax.jit(both).lower().compile()
     return jax.tree_util.tree_map(np.asarray, compiled())
 
 
@@ -163,7 +162,7 @@ def test_derivatives_through_the_line_search_match_finite_differences():
         fd = (8 * (values[0] - values[1]) - (values[2] - values[3])) / (12 * steps)
         return reverse, forward, fd
 
-    compiled = jax.jit(program).lower(theta).compile(compiler_options=FAST_COMPILE)
+    compiled = jax.jit(program).lower(theta).compile()
     reverse, forward, fd = compiled(theta)
     assert np.all(np.isfinite(reverse)) and np.all(reverse != 0), reverse
     np.testing.assert_allclose(forward, reverse, rtol=1e-8)

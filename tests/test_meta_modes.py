@@ -107,11 +107,6 @@ def finite_difference_gradient(tx):
     return jnp.where(at_zero, one_sided, central)
 
 
-# Options that only shorten XLA's compilation (halving this module's run time); the
-# numbers they produce are what the tests check.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-
-
 def modes_for(name):
     """Reverse, forward and the checkpointed mode(s) this optimizer runs under."""
     if name in ALL_POLICIES:
@@ -120,7 +115,7 @@ def modes_for(name):
     return ("reverse", turn, "forward")
 
 
-@functools.partial(jax.jit, static_argnums=1, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnums=1)
 def mode_gradients_and_finite_differences(tx, modes):
     """One compiled program per optimizer: its modes, and the finite differences."""
     grads = {name: aj.meta.hypergradient(OBJECTIVE, tx, mode=MODES[name]) for name in modes}

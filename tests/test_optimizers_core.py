@@ -27,7 +27,7 @@ import optax
 import pytest
 
 import adaptive_jax as aj
-from tests.test_against_optax import ATOL, FAST_COMPILE, INITIAL, RTOL, loss
+from tests.test_against_optax import ATOL, INITIAL, RTOL, loss
 
 STEPS = 30
 LR = 0.01
@@ -145,7 +145,7 @@ def trajectories():
         return ours_history, optax_history
 
     ours = {name: case.ours for name, case in CASES.items()}
-    compiled = jax.jit(run).lower(ours).compile(compiler_options=FAST_COMPILE)
+    compiled = jax.jit(run).lower(ours).compile()
     return jax.tree_util.tree_map(np.asarray, compiled(ours))
 
 

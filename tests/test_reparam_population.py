@@ -1,7 +1,5 @@
 """Reparameterisations keep hyperparameters valid; populations equal separate runs."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +20,6 @@ from adaptive_jax.meta import (
     unstack_population,
 )
 from tests.optimizer_catalog import NAMED_OPTIMIZERS
-from tests.test_meta_modes import FAST_COMPILE
 
 W0 = jnp.array([0.1, 0.0, -0.5])
 
@@ -101,7 +98,7 @@ def test_gradient_through_the_reparameterization_matches_finite_differences():
     def objective_of_z(vector):
         return OBJECTIVE(from_unconstrained(rebuild(list(vector))))
 
-    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    @jax.jit
     def gradients_and_finite_differences(z):
         shifts = h * jnp.eye(z.size)
         values = jax.vmap(objective_of_z)(jnp.concatenate([z + shifts, z - shifts]))
@@ -123,9 +120,7 @@ SETTINGS = [aj.adam(lr, b1=b1) for lr, b1 in [(0.01, 0.9), (0.05, 0.5), (0.2, 0.
 
 def test_population_evaluation_equals_separate_runs():
     population = stack_population(SETTINGS)
-    values = jax.jit(lambda p: evaluate_population(OBJECTIVE, p), compiler_options=FAST_COMPILE)(
-        population
-    )
+    values = jax.jit(lambda p: evaluate_population(OBJECTIVE, p))(population)
     separate = jnp.stack([OBJECTIVE(tx) for tx in SETTINGS])
     np.testing.assert_allclose(values, separate, rtol=1e-12)
     for member, tx in zip(unstack_population(population), SETTINGS):
@@ -136,7 +131,7 @@ def test_population_meta_training_equals_separate_meta_training_loops():
     outer = aj.adam(0.1)
     num_meta_steps = 3
 
-    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    @jax.jit
     def train_all(population):
         return meta_train_population(OBJECTIVE, population, outer, num_meta_steps)
 
@@ -145,7 +140,7 @@ def test_population_meta_training_equals_separate_meta_training_loops():
     # The same meta-training, one member at a time, written out by hand.
     _, rebuild = differentiable_leaves(to_unconstrained(SETTINGS[0]))
 
-    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    @jax.jit
     def meta_step(z, state):
         value, grads = jax.value_and_grad(lambda v: OBJECTIVE(from_unconstrained(rebuild(v))))(z)
         updates, state = outer.update(grads, state, z)

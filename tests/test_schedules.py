@@ -23,20 +23,12 @@ STEPS = jnp.arange(120, dtype=jnp.int32)
 RTOL = 1e-12
 
 
-# The programs are tiny and run once: compile time dominates, so skip LLVM's costly passes.
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
-
-
 def evaluate(schedule, steps=STEPS):
     """The schedule at every step, in one compiled program (eager vmap compiles op by op)."""
     pytree = isinstance(schedule, aj.schedules.Schedule)  # else a closure (optax's)
     run = jax.jit(lambda s, t: jax.vmap(s if pytree else schedule)(t))
     s = schedule if pytree else None
-    return np.asarray(run.lower(s, steps).compile(FAST_COMPILE)(s, steps))
+    return np.asarray(run.lower(s, steps).compile()(s, steps))
 
 
 def evaluate_optax(schedule, steps=STEPS):
@@ -308,7 +300,7 @@ def test_every_number_of_every_schedule_gets_the_finite_difference_gradient():
         total = lambda v: jnp.sum(weighted_sums(v, rebuild))  # noqa: E731
         return jax.grad(total)(values), jax.vmap(lambda v: weighted_sums(v, rebuild))(batched)
 
-    program = jax.jit(gradient_and_probes).lower(leaves, batched).compile(FAST_COMPILE)
+    program = jax.jit(gradient_and_probes).lower(leaves, batched).compile()
     grads, sums = program(leaves, batched)
     for k, (i, entry, h) in enumerate(where):
         owner = owners[i]
@@ -409,7 +401,7 @@ def test_schedules_drive_adam_with_optax_numbers_and_new_values_do_not_recompile
             with jax.numpy_dtype_promotion("standard"):
                 return {n: adam_trajectory(optax_adam(as_optax(s))) for n, s in schedules.items()}
 
-        return jax.jit(run).lower().compile(FAST_COMPILE)()
+        return jax.jit(run).lower().compile()()
 
     # float64 arrays on both sides (a Python float is weakly typed: another signature).
     first = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), SCHEDULES)
